@@ -1,0 +1,6 @@
+"""What crosses a process boundary in cloudpbx.
+
+The compiled tenant snapshot the operator publishes and the edge reads, the relay
+control messages, and the configuration handed to pods: frozen dataclasses with a
+strict codec, standard library only. Filled in by the edge, trunk and operator work.
+"""

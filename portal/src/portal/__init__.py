@@ -1,0 +1,1 @@
+"""The web portal: trial signup, tenant self-service and the REST API."""

@@ -1,0 +1,214 @@
+"""Lexical pieces of RFC 3261 §25.1 written once: tokens, quoted strings, escapes, params.
+
+Every function here is linear in its input (no backtracking regular expressions, no
+repeated concatenation), so hostile input costs time in proportion to its size.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from urllib.parse import quote as _pct_quote
+from urllib.parse import unquote as _pct_unquote
+
+from sipedge.sip.errors import ParseError
+
+# token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# A header-param value: token, host (IPv6 reference included) or quoted-string.
+_PARAM_VALUE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+WSP = " \t"
+
+#: Header and URI parameters beyond this count are refused (hostile input).
+DEFAULT_MAX_PARAMS = 64
+
+
+def is_token(text: str) -> bool:
+    """True when ``text`` is a non-empty RFC 3261 token."""
+    return _TOKEN.fullmatch(text) is not None
+
+
+def require_token(text: str, what: str) -> str:
+    """Return ``text`` when it is a token, else raise 400 naming ``what``."""
+    if _TOKEN.fullmatch(text) is None:
+        raise ParseError(f"Bad Request: malformed {what}")
+    return text
+
+
+def unescape(text: str, what: str) -> str:
+    """Decode ``%HH`` escapes exactly once (RFC 3986 §2.1); ``%00`` stays a NUL."""
+    if "%" not in text:
+        return text
+    if _BAD_ESCAPE.search(text) is not None:
+        raise ParseError(f"Bad Request: invalid %-escape in {what}")
+    return _pct_unquote(text, errors="surrogateescape")
+
+
+def escape(text: str, safe: str) -> str:
+    """Percent-encode what is not alphanumeric, one of ``-_.!~*'()``, or in ``safe``."""
+    return _pct_quote(text, safe="!*'()" + safe, errors="surrogateescape")
+
+
+def quote(text: str) -> str:
+    r"""Make a quoted-string: wrap in double quotes, backslash-escape ``"`` and ``\``."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unquote(text: str) -> str:
+    """Undo :func:`quote`; ``text`` must start and end with a double quote."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        raise ParseError("Bad Request: unterminated quoted string")
+    inner = text[1:-1]
+    if "\\" not in inner:
+        return inner
+    out: list[str] = []
+    i, n = 0, len(inner)
+    while i < n:
+        ch = inner[i]
+        if ch == "\\":
+            if i + 1 >= n:
+                raise ParseError("Bad Request: dangling backslash in quoted string")
+            out.append(inner[i + 1])
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def find_quote_end(text: str, start: int) -> int:
+    """Index just past the quoted string opening at ``text[start]`` (a ``"``)."""
+    i, n = start + 1, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+        elif ch == '"':
+            return i + 1
+        else:
+            i += 1
+    raise ParseError("Bad Request: unterminated quoted string")
+
+
+def split_outside(text: str, sep: str) -> list[str]:
+    """Split ``text`` on ``sep`` where it stands outside quoted strings and ``<...>``."""
+    if '"' not in text and "<" not in text:
+        return text.split(sep)
+    parts: list[str] = []
+    start = i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            i = find_quote_end(text, i)
+            continue
+        if ch == "<":
+            close = text.find(">", i)
+            if close < 0:
+                raise ParseError("Bad Request: unbalanced '<'")
+            i = close + 1
+            continue
+        if ch == sep:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
+class Params:
+    """Ordered ``;name=value`` parameters; names compare case-insensitively.
+
+    A flag parameter (``;lr``) has the value ``None``. Values are stored as they are
+    meant to be written back (a quoted-string keeps its quotes); the owner of the
+    params decides any escaping.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str | None]] = ()) -> None:
+        self._items: tuple[tuple[str, str | None], ...] = tuple(items)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The value of ``name`` (``None`` for a flag), or ``default`` when absent."""
+        lname = name.lower()
+        for key, value in self._items:
+            if key.lower() == lname:
+                return value
+        return default
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        lname = name.lower()
+        return any(key.lower() == lname for key, _ in self._items)
+
+    def replace(self, name: str, value: str | None) -> Params:
+        """A copy with ``name`` set to ``value`` (in place if present, else appended)."""
+        lname = name.lower()
+        items = list(self._items)
+        for index, (key, _) in enumerate(items):
+            if key.lower() == lname:
+                items[index] = (key, value)
+                return Params(items)
+        items.append((name, value))
+        return Params(items)
+
+    def remove(self, name: str) -> Params:
+        """A copy without ``name``."""
+        lname = name.lower()
+        return Params(item for item in self._items if item[0].lower() != lname)
+
+    def items(self) -> tuple[tuple[str, str | None], ...]:
+        return self._items
+
+    def __iter__(self) -> Iterator[tuple[str, str | None]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Params):
+            return NotImplemented
+        return self._items == other._items
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __repr__(self) -> str:
+        return f"Params({list(self._items)!r})"
+
+    def to_header_text(self) -> str:
+        """Serialize as header parameters: ``;a=b;flag``."""
+        return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self._items)
+
+
+def parse_header_params(
+    text: str, what: str, max_params: int = DEFAULT_MAX_PARAMS
+) -> Params:
+    """Parse ``*( SEMI generic-param )`` where ``text`` begins after the first ``;``.
+
+    Whitespace around ``;`` and ``=`` is allowed (it is LWS in the grammar). An empty
+    parameter (``;;``) or a name that is not a token is a 400.
+    """
+    if text.count(";") >= max_params:
+        raise ParseError(f"Bad Request: too many parameters in {what}", 400)
+    items: list[tuple[str, str | None]] = []
+    for raw in split_outside(text, ";"):
+        name, eq, value = raw.partition("=")
+        name = name.strip(WSP)
+        if _TOKEN.fullmatch(name) is None:
+            raise ParseError(f"Bad Request: malformed parameter in {what}")
+        if not eq:
+            items.append((name, None))
+            continue
+        value = value.strip(WSP)
+        if _PARAM_VALUE.fullmatch(value) is None:
+            raise ParseError(f"Bad Request: malformed value of parameter {name!r} in {what}")
+        items.append((name, value))
+    return Params(items)
