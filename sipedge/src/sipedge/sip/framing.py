@@ -4,8 +4,9 @@ UDP: one datagram is one message; without Content-Length the body is the rest of
 datagram, octets beyond Content-Length are ignored (RFC 4475 dblreq), and a
 Content-Length larger than what arrived is a 400 (clerr). TCP: Content-Length is
 mandatory; reads may split or join messages; a double CRLF between messages is a
-keep-alive ping. A stream whose framing is lost (negative, non-numeric or repeated
-Content-Length, an over-long message) raises :class:`FramingError`: close it.
+keep-alive ping. When a stream's framing is lost (negative, non-numeric or repeated
+Content-Length, an over-long message) the framer yields :class:`Broken` after the
+messages that came before it, and the connection must be closed.
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ def _with_headers(error: ParseError, message: Request | Response) -> HeadError:
     return HeadError(error.reason, error.status, message.headers, isinstance(message, Request))
 
 
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """The stream cannot be framed any more; close the connection (answer nothing)."""
+
+    error: FramingError
+
+
+StreamItem = Request | Response | KeepAlive | Rejected | Broken
+
+
 class StreamFramer:
     """Cut a TCP/TLS byte stream into messages; feed bytes, take messages out."""
 
@@ -81,21 +92,27 @@ class StreamFramer:
         self._buffer = bytearray()
         self._scanned = 0  # bytes already searched for the end of the header section
         self._pending: tuple[Request | Response, int, int] | None = None
+        self._broken: Broken | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes of an incomplete message held; the adapter bounds how long they wait."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[Request | Response | KeepAlive | Rejected]:
-        """Add bytes; return every message they complete, in order."""
+    def feed(self, data: bytes) -> list[StreamItem]:
+        """Add bytes; return every item they complete, in order, :class:`Broken` last."""
+        if self._broken is not None:
+            return [self._broken]
         self._buffer += data
-        out: list[Request | Response | KeepAlive | Rejected] = []
-        while True:
-            item = self._next()
-            if item is None:
-                return out
-            out.append(item)
+        out: list[StreamItem] = []
+        try:
+            while (item := self._next()) is not None:
+                out.append(item)
+        except FramingError as exc:
+            self._broken = Broken(exc)
+            self._buffer.clear()
+            out.append(self._broken)
+        return out
 
     def _next(self) -> Request | Response | KeepAlive | Rejected | None:
         if self._pending is None:

@@ -51,7 +51,13 @@ def escape(text: str, safe: str) -> str:
 
 
 def quote(text: str) -> str:
-    r"""Make a quoted-string: wrap in double quotes, backslash-escape ``"`` and ``\``."""
+    r"""Make a quoted-string: wrap in double quotes, backslash-escape ``"`` and ``\``.
+
+    CR and LF cannot be written inside a quoted-string (RFC 3261 §25.1 quoted-pair
+    excludes them), so they become spaces: a display name never injects a header.
+    """
+    if "\r" in text or "\n" in text:
+        text = text.replace("\r", " ").replace("\n", " ")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

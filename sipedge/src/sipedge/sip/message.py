@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar, cast
 
 from sipedge.sip.address import Address, parse_address
-from sipedge.sip.errors import ParseError
+from sipedge.sip.errors import ParseError, ProtocolMisuse
+from sipedge.sip.grammar import is_token
 from sipedge.sip.headers import (
     LIST_HEADERS,
     ContactWildcard,
@@ -92,21 +93,21 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a header line after all others."""
-        canonical = canonical_name(name)
+        canonical = _checked_name(name, value)
         key = canonical.lower()
         self._fields.append((key, canonical, value))
         self._cache.pop(key, None)
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a header line before all others (a proxy's new top Via)."""
-        canonical = canonical_name(name)
+        canonical = _checked_name(name, value)
         key = canonical.lower()
         self._fields.insert(0, (key, canonical, value))
         self._cache.pop(key, None)
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of ``name`` by one, where the first one stood."""
-        canonical = canonical_name(name)
+        canonical = _checked_name(name, value)
         key = canonical.lower()
         out: list[tuple[str, str, str]] = []
         placed = False
@@ -164,6 +165,15 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({list(self)!r})"
+
+
+def _checked_name(name: str, value: str) -> str:
+    """The canonical name, after refusing what would corrupt the wire form."""
+    if "\r" in value or "\n" in value:
+        raise ProtocolMisuse(f"CR or LF in the value of {name}: header injection")
+    if not is_token(name):
+        raise ProtocolMisuse(f"{name!r} is not a header name")
+    return canonical_name(name)
 
 
 def _vias(headers: Headers) -> list[Via]:

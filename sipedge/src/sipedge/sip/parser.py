@@ -67,8 +67,10 @@ def parse_head(head: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Respon
     lines = text.split("\r\n")
     if len(lines) > limits.max_header_lines:
         raise MessageTooLarge("Message Too Large: too many header lines")
-    headers = Headers._from_parsed(_header_fields(lines, limits))
     start = lines[0]
+    if len(start) > limits.max_line_bytes:
+        raise MessageTooLarge("Message Too Large: start line too long")
+    headers = Headers._from_parsed(_header_fields(lines, limits))
     if start.startswith("SIP/"):
         return _response(start, headers)
     return _request(start, headers)
@@ -133,11 +135,16 @@ def _response(line: str, headers: Headers) -> Response:
     return Response(int(code), reason, headers)
 
 
-def check_request(request: Request, supported: frozenset[str] = frozenset()) -> None:
+def check_request(
+    request: Request,
+    supported: frozenset[str] = frozenset(),
+    methods: frozenset[str] = KNOWN_METHODS,
+) -> None:
     """The stateless sanity stage: raise :class:`ParseError` with the status to answer.
 
-    ``supported`` are the option tags this element implements; anything else in
-    Require is answered 420 with an Unsupported header (RFC 3261 §8.2.2.3).
+    ``methods`` are those this element implements: others get 501 with Allow (RFC 3261
+    §8.2.1). ``supported`` are the option tags it implements; anything else in
+    Require is answered 420 with an Unsupported header (§8.2.2.3).
     """
     for name in _MANDATORY:
         request.headers.single(name)
@@ -147,11 +154,12 @@ def check_request(request: Request, supported: frozenset[str] = frozenset()) -> 
     cseq = request.cseq
     if cseq.number > UINT32_MAX // 2:
         raise ParseError("Bad Request: CSeq number must be below 2**31")
+    if request.method not in methods:
+        error = ParseError("Not Implemented", 501)
+        error.add_header("Allow", ", ".join(sorted(methods)))
+        raise error
     if cseq.method != request.method:
-        if request.method not in KNOWN_METHODS:
-            raise ParseError("Not Implemented", 501)
-        if not (request.method == "ACK" and cseq.method == "INVITE"):
-            raise ParseError("Bad Request: CSeq method does not match the Request-Line")
+        raise ParseError("Bad Request: CSeq method does not match the Request-Line")
     if not isinstance(request.uri, SipUri | TelUri):
         raise ParseError("Unsupported URI Scheme", 416)
     if isinstance(request.uri, SipUri) and request.uri.headers:

@@ -81,10 +81,7 @@ class SipUri:
         out.append(self.host)
         if self.port is not None:
             out += [":", str(self.port)]
-        for name, value in self.params:
-            out += [";", escape(name, _PARAM_SAFE)]
-            if value is not None:
-                out += ["=", escape(value, _PARAM_SAFE)]
+        out.append(_params_text(self.params))
         if self.headers:
             out.append("?")
             out.append(
@@ -93,6 +90,15 @@ class SipUri:
                 )
             )
         return "".join(out)
+
+
+def _params_text(params: Params) -> str:
+    return "".join(
+        f";{escape(n, _PARAM_SAFE)}"
+        if v is None
+        else f";{escape(n, _PARAM_SAFE)}={escape(v, _PARAM_SAFE)}"
+        for n, v in params
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +110,7 @@ class TelUri:
     scheme: str = "tel"
 
     def __str__(self) -> str:
-        return f"tel:{self.number}" + "".join(
-            f";{n}" if v is None else f";{n}={v}" for n, v in self.params
-        )
+        return f"tel:{self.number}{_params_text(self.params)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +137,7 @@ def parse_uri(text: str, what: str = "URI") -> Uri:
         return _parse_sip(lscheme, rest, what)
     if lscheme == "tel":
         return _parse_tel(rest, what)
-    if not rest or any(ch in rest for ch in " \t\r\n<>\""):
+    if not rest or any(ch in rest for ch in ' \t\r\n<>"'):
         raise ParseError(f"Bad Request: malformed {what}")
     return AbsoluteUri(lscheme, rest)
 
