@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from sipedge.sip.address import Address, parse_address
 from sipedge.sip.errors import ParseError
 from sipedge.sip.grammar import (
+    EMPTY_PARAMS,
     WSP,
     Params,
     is_token,
@@ -104,14 +105,36 @@ LIST_HEADERS: Final = frozenset(name.lower() for name, _, is_list in _TABLE if i
 
 _TOKEN_SLASH = re.compile(r"([^\s/]+)[ \t]*/[ \t]*([^\s/]+)[ \t]*/[ \t]*([^\s/]+)[ \t]+(.+)")
 _HOSTPORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?")
+# The usual spelling, without optional whitespace: one pass, no backtracking.
+_VIA_COMPACT = re.compile(
+    r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+) (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?"
+    r"(?:;(.*))?",
+    re.DOTALL,
+)
 _CALL_ID = re.compile(r"[^\s@]+(?:@[^\s@]+)?")
 _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 UINT32_MAX: Final = 2**32 - 1
 
 
+#: Every spelling met verbatim (canonical, lower-case, compact in both cases) → key, name.
+SPELLINGS: Final[dict[str, tuple[str, str]]] = {}
+for _lower, _canonical in CANONICAL.items():
+    for _spelling in (_lower, _canonical, _lower.upper()):
+        SPELLINGS[_spelling] = (_canonical.lower(), _canonical)
+
+
+def header_key(name: str) -> tuple[str, str]:
+    """The lookup key (lower-case canonical name) and the canonical spelling of ``name``."""
+    known = SPELLINGS.get(name)
+    if known is not None:
+        return known
+    canonical = CANONICAL.get(name.lower(), name)
+    return canonical.lower(), canonical
+
+
 def canonical_name(name: str) -> str:
     """The canonical spelling of a header name; unknown names are kept as written."""
-    return CANONICAL.get(name.lower(), name)
+    return header_key(name)[1]
 
 
 def parse_uint(text: str, what: str, maximum: int = UINT32_MAX) -> int:
@@ -137,14 +160,16 @@ def split_list(values: list[str], what: str, max_values: int = 64) -> list[str]:
     return stripped
 
 
-@dataclass(frozen=True, slots=True)
-class Via:
-    """One via-parm (RFC 3261 §20.42, RFC 3581 rport, RFC 5118 §4.5 IPv6 received)."""
+class Via(NamedTuple):
+    """One via-parm (RFC 3261 §20.42, RFC 3581 rport, RFC 5118 §4.5 IPv6 received).
+
+    Via and CSeq are named tuples: they are built for every message (see uri.py).
+    """
 
     transport: str
     host: str
     port: int | None = None
-    params: Params = field(default_factory=Params)
+    params: Params = EMPTY_PARAMS
     protocol: str = "SIP/2.0"
 
     @property
@@ -180,6 +205,17 @@ class Via:
 
 def parse_via(value: str) -> Via:
     """Parse one via-parm; LWS around ``/`` and ``:`` is allowed (wsinv)."""
+    fast = _VIA_COMPACT.fullmatch(value)
+    if fast is not None:
+        transport, host, port, params = fast.groups()
+        via = Via(
+            transport.upper(),
+            host.lower(),
+            None if port is None else _port(port, "Via"),
+            EMPTY_PARAMS if params is None else parse_header_params(params, "Via"),
+        )
+        _check_via_params(via)
+        return via
     head, semi, params = value.partition(";")
     match = _TOKEN_SLASH.fullmatch(head.strip(WSP))
     if match is None:
@@ -208,15 +244,14 @@ def _port(text: str, what: str) -> int:
 
 
 def _check_via_params(via: Via) -> None:
-    branch = via.params.get("branch", "")
-    if "branch" in via.params and not branch:
-        raise ParseError("Bad Request: empty Via branch")
-    rport = via.params.get("rport")
-    if rport:
-        _port(str(parse_uint(rport, "Via rport", 65535)), "Via rport")
-    ttl = via.params.get("ttl")
-    if ttl is not None:
-        parse_uint(ttl, "Via ttl", 255)
+    for name, value in via.params:
+        lname = name.lower()
+        if lname == "branch" and not value:
+            raise ParseError("Bad Request: empty Via branch")
+        if lname == "rport" and value:
+            parse_uint(value, "Via rport", 65535)
+        elif lname == "ttl":
+            parse_uint(value or "", "Via ttl", 255)
 
 
 def parse_vias(values: list[str]) -> list[Via]:
@@ -224,8 +259,7 @@ def parse_vias(values: list[str]) -> list[Via]:
     return [parse_via(part) for part in split_list(values, "Via")]
 
 
-@dataclass(frozen=True, slots=True)
-class CSeq:
+class CSeq(NamedTuple):
     """RFC 3261 §20.16: a 32-bit sequence number and the request's method."""
 
     number: int

