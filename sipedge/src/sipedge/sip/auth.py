@@ -1,0 +1,209 @@
+"""The header grammar of SIP authentication: challenges and credentials, parsed and written.
+
+Owns the values of WWW-Authenticate / Proxy-Authenticate (a *challenge*) and Authorization /
+Proxy-Authorization (*credentials*): RFC 3261 §25.1 (``challenge``, ``credentials``,
+``auth-param``), §20.7, §20.27, §20.28, §20.44 and RFC 7616 §3.3–3.4 for which Digest
+parameters are written as quoted strings. The digest arithmetic lives in
+:mod:`sipedge.sip.digest`; this module only reads and writes text.
+
+One header field value holds exactly one challenge or one set of credentials: RFC 3261 §7.3.1
+forbids combining these four headers into one comma-separated row, so the caller hands over
+each row on its own.
+
+Values are unquoted on the way in and the parameter names keep their spelling but compare
+case-insensitively. A scheme we do not know (RFC 4475 §3.3.7 ``NoOneKnowsThisScheme``) parses
+as that scheme with its parameters, or with its raw text when they are not auth-params (an
+RFC 7235 token68, say); it is never an error, so that a proxy can forward it unchanged.
+Malformed Digest values raise :class:`ParseError` (400) with a reason naming the header.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+from sipedge.sip.errors import ParseError, ProtocolMisuse
+from sipedge.sip.grammar import WSP, find_quote_end, is_token, quote, split_outside, unquote
+
+#: Auth-params beyond this count are refused (hostile input); Digest needs about ten.
+MAX_AUTH_PARAMS = 32
+
+#: Header names, for the reason phrases of errors.
+WWW_AUTHENTICATE = "WWW-Authenticate"
+PROXY_AUTHENTICATE = "Proxy-Authenticate"
+AUTHORIZATION = "Authorization"
+PROXY_AUTHORIZATION = "Proxy-Authorization"
+
+DIGEST = "Digest"
+
+# RFC 7616 §3.3 (challenge) and §3.4 (credentials): the Digest parameters that are always
+# written as quoted strings. The others (algorithm, stale, nc, qop in credentials, charset,
+# userhash) are tokens. An unknown parameter is written as a token when it is one.
+_CHALLENGE_QUOTED = frozenset({"realm", "domain", "nonce", "opaque", "qop"})
+_CREDENTIALS_QUOTED = frozenset(
+    {"username", "realm", "nonce", "uri", "response", "cnonce", "opaque", "auts"}
+)
+
+# LWS = [*WSP CRLF] 1*WSP (RFC 3261 §25.1): a folded line becomes one space.
+_FOLD = re.compile(r"\r?\n[ \t]+")
+_SCHEME_SPLIT = re.compile(r"[ \t]+")
+
+AuthParam = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _AuthValue:
+    """A scheme and either its ordered auth-params (values unquoted) or its raw text."""
+
+    _QUOTED: ClassVar[frozenset[str]] = frozenset()
+
+    scheme: str
+    params: tuple[AuthParam, ...] = ()
+    raw: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_scheme(self.scheme)
+        if self.raw is not None and (self.params or _has_line_break(self.raw)):
+            raise ProtocolMisuse("auth value: raw text excludes params and line breaks")
+        _check_params(self.params)
+
+    @property
+    def is_digest(self) -> bool:
+        """True for the Digest scheme (scheme names compare case-insensitively)."""
+        return self.scheme.lower() == "digest"
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The unquoted value of parameter ``name`` (case-insensitive), or ``default``."""
+        lname = name.lower()
+        for key, value in self.params:
+            if key.lower() == lname:
+                return value
+        return default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def to_header_value(self) -> str:
+        """Serialize as a header field value, quoting per RFC 7616 §3.3–3.4."""
+        if self.raw is not None:
+            return f"{self.scheme} {self.raw}" if self.raw else self.scheme
+        if not self.params:
+            return self.scheme
+        rendered = ", ".join(f"{k}={self._render(k, v)}" for k, v in self.params)
+        return f"{self.scheme} {rendered}"
+
+    def _render(self, name: str, value: str) -> str:
+        if name.lower() in self._QUOTED or not is_token(value):
+            return quote(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge(_AuthValue):
+    """A WWW-Authenticate or Proxy-Authenticate value (RFC 3261 §20.44, §20.27)."""
+
+    _QUOTED: ClassVar[frozenset[str]] = _CHALLENGE_QUOTED
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials(_AuthValue):
+    """An Authorization or Proxy-Authorization value (RFC 3261 §20.7, §20.28)."""
+
+    _QUOTED: ClassVar[frozenset[str]] = _CREDENTIALS_QUOTED
+
+
+def parse_challenge(value: str, header: str = WWW_AUTHENTICATE) -> Challenge:
+    """Parse one WWW-Authenticate / Proxy-Authenticate value; ``header`` names it in errors."""
+    scheme, params, raw = _parse(value, header)
+    return Challenge(scheme, params, raw)
+
+
+def parse_credentials(value: str, header: str = AUTHORIZATION) -> Credentials:
+    """Parse one Authorization / Proxy-Authorization value; ``header`` names it in errors."""
+    scheme, params, raw = _parse(value, header)
+    return Credentials(scheme, params, raw)
+
+
+def _parse(value: str, header: str) -> tuple[str, tuple[AuthParam, ...], str | None]:
+    """Split ``scheme LWS auth-param *(COMMA auth-param)``; other schemes may keep raw text."""
+    text = _unfold(value, header)
+    parts = _SCHEME_SPLIT.split(text, maxsplit=1)
+    scheme = parts[0]
+    if not is_token(scheme):
+        raise ParseError(f"Bad Request: malformed auth-scheme in {header}")
+    rest = parts[1] if len(parts) > 1 else ""
+    is_digest = scheme.lower() == "digest"
+    if not rest:
+        if is_digest:
+            raise ParseError(f"Bad Request: Digest without parameters in {header}")
+        return scheme, (), None
+    try:
+        return scheme, _parse_params(rest, header), None
+    except ParseError:
+        if is_digest:
+            raise
+        return scheme, (), rest
+
+
+def _unfold(value: str, header: str) -> str:
+    """Replace folded lines by a space; any other CR or LF is a 400."""
+    if "\r" in value or "\n" in value:
+        value = _FOLD.sub(" ", value)
+        if _has_line_break(value):
+            raise ParseError(f"Bad Request: line break in {header}")
+    return value.strip(WSP)
+
+
+def _parse_params(text: str, header: str) -> tuple[AuthParam, ...]:
+    """Parse ``auth-param *(COMMA auth-param)``: names unique, values token or quoted."""
+    try:
+        pieces = split_outside(text, ",")
+    except ParseError:
+        raise ParseError(f"Bad Request: malformed parameters in {header}") from None
+    if len(pieces) > MAX_AUTH_PARAMS:
+        raise ParseError(f"Bad Request: too many parameters in {header}")
+    params: list[AuthParam] = []
+    seen: set[str] = set()
+    for piece in pieces:
+        name, eq, raw_value = piece.partition("=")
+        name = name.strip(WSP)
+        if not eq or not is_token(name):
+            raise ParseError(f"Bad Request: malformed auth-param in {header}")
+        if name.lower() in seen:
+            raise ParseError(f"Bad Request: repeated parameter in {header}")
+        seen.add(name.lower())
+        params.append((name, _param_value(raw_value.strip(WSP), header)))
+    return tuple(params)
+
+
+def _param_value(text: str, header: str) -> str:
+    """``token / quoted-string``, returned unquoted."""
+    if text.startswith('"'):
+        try:
+            if find_quote_end(text, 0) == len(text):
+                return unquote(text)
+        except ParseError:
+            pass
+        raise ParseError(f"Bad Request: malformed quoted string in {header}")
+    if not is_token(text):
+        raise ParseError(f"Bad Request: malformed auth-param value in {header}")
+    return text
+
+
+def _check_scheme(scheme: str) -> None:
+    if not is_token(scheme):
+        raise ProtocolMisuse(f"auth-scheme {scheme!r} is not a token")
+
+
+def _check_params(params: tuple[AuthParam, ...]) -> None:
+    """Our own values must be writable: token names, unique, no line breaks in values."""
+    seen: set[str] = set()
+    for name, value in params:
+        if not is_token(name) or name.lower() in seen or _has_line_break(value):
+            raise ProtocolMisuse(f"auth-param {name!r} cannot be written")
+        seen.add(name.lower())
+
+
+def _has_line_break(text: str) -> bool:
+    return "\r" in text or "\n" in text
