@@ -163,7 +163,7 @@ def test_cseq_values(number: int, method: str) -> None:
     assert (cseq.number, cseq.method) == (number, method)
 
 
-def exercise(data: bytes) -> None:
+def feed_peer_bytes(data: bytes) -> None:
     """Everything a peer's bytes can reach: only ParseError may come out."""
     try:
         message = parse_datagram(data)
@@ -185,7 +185,7 @@ def exercise(data: bytes) -> None:
 @FAST
 @given(st.binary(max_size=600))
 def test_arbitrary_bytes_only_raise_parse_errors(data: bytes) -> None:
-    exercise(data)
+    feed_peer_bytes(data)
 
 
 @FAST
@@ -200,4 +200,4 @@ def test_mutated_torture_messages_only_raise_parse_errors(
     for position, insert, delete in edits:
         at = position % (len(data) + 1)
         data[at : at + delete] = insert
-    exercise(bytes(data))
+    feed_peer_bytes(bytes(data))
