@@ -111,6 +111,7 @@ _VIA_COMPACT = re.compile(
     r"(?:;(.*))?",
     re.DOTALL,
 )
+_LWS = re.compile(r"[ \t]+")
 _CALL_ID = re.compile(r"[^\s@]+(?:@[^\s@]+)?")
 _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 UINT32_MAX: Final = 2**32 - 1
@@ -270,11 +271,10 @@ class CSeq(NamedTuple):
 
 
 def parse_cseq(value: str) -> CSeq:
-    number, _, method = value.strip(WSP).partition(" ")
-    method = method.strip(WSP)
-    if not is_token(method):
-        raise ParseError("Bad Request: malformed CSeq method")
-    return CSeq(parse_uint(number, "CSeq"), method)
+    parts = _LWS.split(value.strip(WSP))
+    if len(parts) != 2 or not is_token(parts[1]):
+        raise ParseError("Bad Request: malformed CSeq")
+    return CSeq(parse_uint(parts[0], "CSeq"), parts[1])
 
 
 def parse_max_forwards(value: str) -> int:
