@@ -328,6 +328,11 @@ class Request(Message):
             self._uri = value
             self._uri_text = str(value)
 
+    @property
+    def uri_text(self) -> str:
+        """The Request-URI as it stands on the wire (as received, or ``str(uri)``)."""
+        return self._uri_text
+
     def start_line(self) -> str:
         return f"{self.method} {self._uri_text} {SIP_VERSION}"
 
@@ -356,3 +361,28 @@ class Response(Message):
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
+
+
+#: Header fields a response copies from its request (RFC 3261 §8.2.6.2), in this order.
+_COPIED_TO_RESPONSE = ("Via", "From", "To", "Call-ID", "CSeq")
+
+
+def make_response(
+    request: Request, status: int, reason: str, *, to_tag: str | None = None
+) -> Response:
+    """A response to ``request`` as RFC 3261 §8.2.6 builds one.
+
+    Every Via (in order), From, To, Call-ID and CSeq are copied; ``to_tag`` is added to
+    To when To has none yet (§8.2.6.2; not for 100 Trying); a 100 copies Timestamp
+    (§8.2.6.1). The caller adds Contact, Record-Route and the rest.
+    """
+    response = Response(status, reason)
+    fields = response.headers._fields
+    for name in _COPIED_TO_RESPONSE:
+        key, canonical = header_key(name)
+        fields.extend((key, canonical, value) for value in request.headers._by_key(key))
+    if status == 100:
+        fields.extend(("timestamp", "Timestamp", v) for v in request.headers._by_key("timestamp"))
+    if to_tag is not None and status != 100 and request.to.tag is None:
+        response.headers.set("To", str(request.to.with_tag(to_tag)))
+    return response
