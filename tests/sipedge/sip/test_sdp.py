@@ -28,7 +28,7 @@ from sipedge.sip.sdp import (
     serialize_sdp,
 )
 
-TORTURE = Path(__file__).resolve().parents[4] / "shared" / "sip-torture"
+TORTURE = Path(__file__).resolve().parents[2] / "data" / "sip-torture"
 
 
 def torture_body(name: str) -> bytes:
