@@ -131,6 +131,16 @@ class Headers:
         self._fields = out
         self._changed(key)
 
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the first line of ``name`` in place (append when there is none)."""
+        key, canonical = _checked_name(name, value)
+        for index, field_ in enumerate(self._fields):
+            if field_[0] == key:
+                self._fields[index] = (key, canonical, value)
+                self._changed(key)
+                return
+        self.add(name, value)
+
     def remove(self, name: str) -> None:
         key = header_key(name)[0]
         self._fields = [f for f in self._fields if f[0] != key]

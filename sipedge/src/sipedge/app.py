@@ -1,0 +1,137 @@
+"""Assemble and run one edge process: stores, tenants, edge, user agent, housekeeping.
+
+The composition root. ``redis_url`` set: bindings and calls live in Redis, shared with
+every other edge process; unset: in this process's memory (``cloudpbx dev``).
+Housekeeping refreshes the gauges and, on worker 0, sends keep-alive OPTIONS to NATed
+UDP bindings so their pinholes stay open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from sipedge.adapters.memory_location import MemoryLocationStore
+from sipedge.adapters.redis_dialogs import RedisDialogStore
+from sipedge.adapters.redis_location import RedisLocationStore
+from sipedge.calls import CallControl
+from sipedge.config import EdgeConfig
+from sipedge.dialogs import DialogStore, MemoryDialogStore
+from sipedge.edge import Edge
+from sipedge.location import Binding, LocationStore
+from sipedge.metrics import Metrics
+from sipedge.sip.message import Request
+from sipedge.sip.transaction import Peer
+from sipedge.tenants import TenantDirectory, load_manifest_folder
+from sipedge.ua import UserAgent
+
+log = logging.getLogger("sipedge.app")
+
+GAUGE_INTERVAL_S = 5.0
+
+
+class EdgeProcess:
+    """Everything one edge process runs, started and stopped together."""
+
+    def __init__(self, config: EdgeConfig, worker: int = 0) -> None:
+        self.config = config
+        self.worker = worker
+        self.metrics = Metrics()
+        self.tenants = TenantDirectory(load_manifest_folder(config.manifests))
+        self.redis: Redis | None = None
+        location: LocationStore
+        dialogs: DialogStore
+        if config.redis_url:
+            self.redis = Redis.from_url(config.redis_url)
+            location, dialogs = RedisLocationStore(self.redis), RedisDialogStore(self.redis)
+        else:
+            location, dialogs = MemoryLocationStore(), MemoryDialogStore()
+        self.location, self.dialogs = location, dialogs
+        self.edge = Edge(config, self.metrics)
+        self.calls = CallControl(self.edge, location, dialogs)
+        self.ua = UserAgent(self.edge, self.tenants, location, self.calls)
+        self.edge.tu = self.ua
+        self._housekeeping: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self.config.metrics_port is not None:
+            self.metrics.serve(self.config.metrics_port + self.worker)
+        await self.edge.start()
+        self._housekeeping.append(asyncio.create_task(self._gauges()))
+        if self.worker == 0:
+            self._housekeeping.append(asyncio.create_task(self._keepalives()))
+        log.info(
+            "edge worker %d listening on %s",
+            self.worker,
+            ", ".join(str(listen) for listen in self.config.listens),
+        )
+
+    async def stop(self) -> None:
+        self.edge.accepting = False
+        for task in self._housekeeping:
+            task.cancel()
+        await self.ua.drain()
+        await self.edge.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    async def _gauges(self) -> None:
+        while True:
+            now = self.edge.wall()
+            for tenant in self.tenants:
+                registered = await self.location.count(tenant.name, now)
+                self.metrics.registrations.labels(tenant.name).set(registered)
+                self.metrics.active_calls.labels(tenant.name).set(
+                    await self.dialogs.count(tenant.name)
+                )
+            await asyncio.sleep(GAUGE_INTERVAL_S)
+
+    async def _keepalives(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.keepalive_interval_s)
+            for tenant in self.tenants:
+                pairs = await self.location.nat_bindings(tenant.name, self.edge.wall(), 1000)
+                for _aor, binding in pairs:
+                    self._ping(tenant.name, binding)
+
+    def _ping(self, tenant: str, binding: Binding) -> None:
+        """An OPTIONS to a NATed binding's real address, from our SIP port."""
+        source, contact = binding.source, binding.contact
+        me = self.calls.identity(tenant, source.transport)
+        options = Request(
+            "OPTIONS",
+            contact,
+            [
+                ("Via", me.via),
+                ("Max-Forwards", "70"),
+                (
+                    "From",
+                    f"<sip:keepalive@{self.config.advertised_host}>;tag={self.calls.new_tag()}",
+                ),
+                ("To", f"<{contact}>"),
+                ("Call-ID", f"ka-{self.calls.new_tag()}"),
+                ("CSeq", "1 OPTIONS"),
+            ],
+        )
+        self.edge.request(options, Peer(source.transport, source.ip, source.port), lambda e: None)
+
+
+async def serve(
+    config: EdgeConfig, worker: int = 0, on_ready: Callable[[], None] | None = None
+) -> None:
+    """Run one edge process until SIGTERM or SIGINT, then shut down gracefully."""
+    process = EdgeProcess(config, worker)
+    await process.start()
+    if on_ready is not None:
+        on_ready()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("edge worker %d draining", worker)
+    await process.stop()

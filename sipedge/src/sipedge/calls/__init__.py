@@ -1,0 +1,15 @@
+"""Call control: a B2BUA between extensions of one tenant (RFC 3261 §13–15, RFC 4028).
+
+A call is an A-leg dialog with the caller and a B-leg dialog with the callee. Setting
+it up (:mod:`.setup`) forks the INVITE to every registered contact of the callee, relays
+provisional responses and early media, lets the first 2xx win and CANCELs the rest,
+and maps failures to one answer. Once answered, the call lives in the dialog store so
+that any edge process can route its in-dialog requests (:mod:`.indialog`): BYE from
+either side, re-INVITE and UPDATE (hold, resume, session refresh) passed through.
+"""
+
+from __future__ import annotations
+
+from sipedge.calls.control import CallControl
+
+__all__ = ["CallControl"]

@@ -1,0 +1,463 @@
+"""The call controller: call set-up (forking, CANCEL, failures) and in-dialog routing.
+
+Set-up state lives in this process while the INVITE transaction runs (the A-leg
+server transaction is here anyway); an answered call goes to the dialog store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Coroutine
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+from contracts.snapshot import Extension, TenantSnapshot
+from sipedge.adapters.transport import Inbound
+from sipedge.calls.build import (
+    Identity,
+    ack_for_2xx,
+    b_leg_invite,
+    cancel_for,
+    copy_end_to_end,
+    in_dialog_request,
+    relayed_response,
+)
+from sipedge.dialogs import Call, DialogStore, Leg
+from sipedge.edge import ClientEvent, Edge
+from sipedge.location import Binding, LocationStore
+from sipedge.sip.message import Request, Response, make_response
+from sipedge.sip.transaction import CancelReceived, ClientKey, Peer, TimedOut, TransactionKey
+from sipedge.sip.uri import SipUri
+
+log = logging.getLogger("sipedge.calls")
+
+#: RFC 3261 §16.7 step 6: the order in which failures are preferred for the caller.
+_FAILURE_PREFERENCE = (486, 600, 603, 404, 604, 488, 606, 415, 480, 408, 503, 500)
+
+
+@dataclass(eq=False)
+class Fork:
+    """One B-leg INVITE of a call being set up."""
+
+    invite: Request
+    destination: Peer
+    key: ClientKey | None = None
+    provisional: bool = False
+    final: int | None = None
+    cancel_pending: bool = False
+
+
+@dataclass(eq=False)
+class Setup:
+    """A call between INVITE and its final answer to the caller."""
+
+    tenant: TenantSnapshot
+    a_invite: Request
+    a_key: TransactionKey
+    a_source: Peer
+    a_tag: str
+    b_call_id: str
+    b_from_tag: str
+    forks: list[Fork] = field(default_factory=list)
+    answered: bool = False
+    finished: bool = False
+    ring_timer: asyncio.TimerHandle | None = None
+
+
+class CallControl:
+    """Sets up calls and routes in-dialog requests; one per edge process."""
+
+    def __init__(self, edge: Edge, location: LocationStore, dialogs: DialogStore) -> None:
+        self.edge = edge
+        self.location = location
+        self.dialogs = dialogs
+        self._setups: dict[TransactionKey, Setup] = {}
+        self._retransmits: dict[str, asyncio.TimerHandle] = {}
+
+    @staticmethod
+    def new_tag() -> str:
+        return secrets.token_hex(6)
+
+    def identity(self, tenant: str, transport: str = "UDP") -> Identity:
+        """A fresh Via (new branch) and our Contact, which names the tenant in its user part
+        so an in-dialog request tells us whose dialog store entry to read."""
+        listen = self.edge.config.listens[0]
+        host = self.edge.config.advertised_host
+        shown = f"[{host}]" if ":" in host else host
+        contact = f"<sip:{tenant}@{shown}:{listen.port};transport={transport.lower()}>"
+        return Identity(self.edge.via_for(transport), contact, self.edge.config.user_agent)
+
+    # -- a new call ------------------------------------------------------------------------
+    async def new_call(
+        self,
+        invite: Request,
+        key: TransactionKey,
+        inbound: Inbound,
+        tenant: TenantSnapshot,
+        caller: Extension,
+    ) -> None:
+        a_tag = self.new_tag()
+        if invite.max_forwards == 0:
+            self._reply(key, invite, 483, "Too Many Hops", a_tag)
+            return
+        callee_number = invite.uri.user if isinstance(invite.uri, SipUri) else None
+        callee = tenant.extension(callee_number or "")
+        if callee is None:
+            self._reply(key, invite, 404, "Not Found", a_tag)
+            return
+        aor = f"sip:{callee.number}@{tenant.domain}"
+        bindings = [
+            b
+            for b in await self.location.lookup(tenant.name, aor, self.edge.wall())
+            if not self._is_us(b)
+        ]
+        if not bindings:
+            self._reply(key, invite, 480, "Temporarily Unavailable", a_tag)
+            return
+        self._reply(key, invite, 100, "Trying", None)
+        setup = Setup(
+            tenant,
+            invite,
+            key,
+            inbound.source,
+            a_tag,
+            f"{secrets.token_hex(12)}@{self.edge.config.advertised_host}",
+            self.new_tag(),
+        )
+        self._setups[key] = setup
+        shown = f'"{caller.display_name}" ' if caller.display_name else ""
+        from_value = f"{shown}<sip:{caller.number}@{tenant.domain}>;tag={setup.b_from_tag}"
+        to_value = f"<sip:{callee.number}@{tenant.domain}>"
+        max_forwards = (invite.max_forwards if invite.max_forwards is not None else 70) - 1
+        for binding in bindings:
+            fork_invite = b_leg_invite(
+                invite,
+                target=binding.contact,
+                from_value=from_value,
+                to_value=to_value,
+                call_id=setup.b_call_id,
+                max_forwards=max_forwards,
+                me=self.identity(tenant.name, binding.source.transport),
+            )
+            destination = Peer(binding.source.transport, binding.source.ip, binding.source.port)
+            fork = Fork(fork_invite, destination)
+            setup.forks.append(fork)
+            fork.key = self.edge.request(
+                fork_invite, destination, partial(self._b_event, setup, fork)
+            )
+        loop = asyncio.get_running_loop()
+        setup.ring_timer = loop.call_later(tenant.limits.ring_timeout_s, self._ring_timeout, setup)
+
+    def _is_us(self, binding: Binding) -> bool:
+        return any(
+            binding.source.ip == listen.host and binding.source.port == listen.port
+            for listen in self.edge.config.listens
+        )
+
+    def _reply(
+        self, key: TransactionKey, request: Request, status: int, reason: str, tag: str | None
+    ) -> None:
+        self.edge.respond(key, make_response(request, status, reason, to_tag=tag))
+
+    # -- B-leg events during set-up ------------------------------------------------------------
+    def _b_event(self, setup: Setup, fork: Fork, event: ClientEvent) -> None:
+        if isinstance(event, Response):
+            if event.status < 200:
+                self._b_provisional(setup, fork, event)
+            elif event.status < 300:
+                self._b_answered(setup, fork, event)
+            else:
+                fork.final = event.status
+                self._maybe_fail(setup)
+        else:
+            fork.final = 408 if isinstance(event, TimedOut) else 503
+            self._maybe_fail(setup)
+
+    def _b_provisional(self, setup: Setup, fork: Fork, response: Response) -> None:
+        fork.provisional = True
+        if fork.cancel_pending:
+            self._cancel(fork)
+            return
+        if response.status == 100 or setup.finished:
+            return
+        me = self.identity(setup.tenant.name)
+        self.edge.respond(setup.a_key, relayed_response(setup.a_invite, response, setup.a_tag, me))
+
+    def _b_answered(self, setup: Setup, fork: Fork, response: Response) -> None:
+        b_leg = self._b_leg(setup, fork, response)
+        self._send_ack(b_leg, fork.invite.cseq.number, setup.tenant.name)
+        if setup.finished:  # a second fork answered too late: hang it up (§13.2.2.4)
+            self._send_bye(b_leg, setup.tenant.name)
+            return
+        setup.answered = setup.finished = True
+        fork.final = response.status
+        self._stop_ringing(setup)
+        for other in setup.forks:
+            if other is not fork and other.final is None:
+                self._cancel(other)
+        me = self.identity(setup.tenant.name)
+        answer = relayed_response(setup.a_invite, response, setup.a_tag, me)
+        self.edge.respond(setup.a_key, answer)
+        a_leg = self._a_leg(setup)
+        call = Call(setup.tenant.name, a_leg, b_leg, self.edge.wall())
+        call = _with_session_timer(call, response, self.edge.wall())
+        self._end_setup(setup, "answered")
+        self._spawn(self.dialogs.put(call, self.edge.wall()))
+        self._retransmit_2xx(call, answer)
+        self._arm_session_timer(call)
+
+    def _a_leg(self, setup: Setup) -> Leg:
+        invite = setup.a_invite
+        contact = invite.contacts
+        target = (
+            str(contact[0].uri) if isinstance(contact, tuple) and contact else str(invite.from_.uri)
+        )
+        return Leg(
+            call_id=invite.call_id,
+            local_tag=setup.a_tag,
+            remote_tag=invite.from_.tag or "",
+            local_uri=str(invite.to.uri),
+            remote_uri=str(invite.from_.uri),
+            remote_target=target,
+            route_set=tuple(str(r) for r in invite.record_routes),
+            local_cseq=0,
+            remote_cseq=invite.cseq.number,
+            transport=setup.a_source.transport,
+            host=setup.a_source.host,
+            port=setup.a_source.port,
+        )
+
+    def _b_leg(self, setup: Setup, fork: Fork, response: Response) -> Leg:
+        contact = response.contacts
+        target = (
+            str(contact[0].uri) if isinstance(contact, tuple) and contact else fork.invite.uri_text
+        )
+        return Leg(
+            call_id=setup.b_call_id,
+            local_tag=setup.b_from_tag,
+            remote_tag=response.to.tag or "",
+            local_uri=str(fork.invite.from_.uri),
+            remote_uri=str(fork.invite.to.uri),
+            remote_target=target,
+            route_set=tuple(str(r) for r in reversed(response.record_routes)),
+            local_cseq=fork.invite.cseq.number,
+            remote_cseq=0,
+            transport=fork.destination.transport,
+            host=fork.destination.host,
+            port=fork.destination.port,
+        )
+
+    def _maybe_fail(self, setup: Setup) -> None:
+        if setup.finished or any(fork.final is None for fork in setup.forks):
+            return
+        finals = [fork.final for fork in setup.forks if fork.final is not None]
+        status = next((s for s in _FAILURE_PREFERENCE if s in finals), min(finals))
+        status = 480 if status in (408, 487) else status
+        self._fail(setup, status)
+
+    def _fail(self, setup: Setup, status: int) -> None:
+        setup.finished = True
+        self._stop_ringing(setup)
+        reasons = {
+            486: "Busy Here",
+            480: "Temporarily Unavailable",
+            487: "Request Terminated",
+            603: "Decline",
+            600: "Busy Everywhere",
+            404: "Not Found",
+        }
+        self._reply(
+            setup.a_key, setup.a_invite, status, reasons.get(status, "Call Failed"), setup.a_tag
+        )
+        self._end_setup(setup, "failed" if status != 487 else "cancelled")
+
+    def _ring_timeout(self, setup: Setup) -> None:
+        setup.ring_timer = None
+        if setup.finished:
+            return
+        for fork in setup.forks:
+            if fork.final is None:
+                self._cancel(fork)
+        self._fail(setup, 480)
+
+    def _stop_ringing(self, setup: Setup) -> None:
+        if setup.ring_timer is not None:
+            setup.ring_timer.cancel()
+            setup.ring_timer = None
+
+    def _end_setup(self, setup: Setup, outcome: str) -> None:
+        if self._setups.pop(setup.a_key, None) is not None:
+            self.edge.metrics.calls.labels(setup.tenant.name, outcome).inc()
+
+    def _cancel(self, fork: Fork) -> None:
+        """CANCEL a pending fork; before any provisional, wait for one (§9.1)."""
+        if fork.final is not None:
+            return
+        if not fork.provisional:
+            fork.cancel_pending = True
+            return
+        fork.cancel_pending = False
+        self.edge.request(cancel_for(fork.invite), fork.destination, lambda event: None)
+
+    # -- CANCEL and ACK from the caller ---------------------------------------------------------
+    def on_cancel(self, event: CancelReceived) -> None:
+        cancel = event.request
+        if event.target is None:
+            self._reply(event.key, cancel, 481, "Call/Transaction Does Not Exist", self.new_tag())
+            return
+        self._reply(event.key, cancel, 200, "OK", self.new_tag())
+        setup = self._setups.get(event.target)
+        if setup is None or setup.finished:
+            return
+        for fork in setup.forks:
+            self._cancel(fork)
+        self._fail(setup, 487)
+
+    async def on_ack(self, ack: Request) -> None:
+        """An ACK for our 2xx (absorbed: the B leg was ACKed on its 2xx)."""
+        timer = self._retransmits.pop(ack.call_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    # -- answered calls ----------------------------------------------------------------------------
+    @staticmethod
+    def _spawn(work: Coroutine[Any, Any, object]) -> None:
+        asyncio.create_task(work).add_done_callback(_log_failure)
+
+    def _arm_session_timer(self, call: Call) -> None:
+        """RFC 4028 §10: without a refresh by the deadline, end the call on both legs."""
+        if not call.session_interval_s:
+            return
+        delay_s = max(0.0, call.session_expires_at - self.edge.wall())
+        asyncio.get_running_loop().call_later(
+            delay_s, lambda: self._spawn(self._session_expired(call.tenant, call.a.call_id))
+        )
+
+    async def _session_expired(self, tenant: str, call_id: str) -> None:
+        call = await self.dialogs.get(tenant, call_id)
+        if call is None:
+            return
+        if call.session_expires_at > self.edge.wall():
+            self._arm_session_timer(call)  # refreshed meanwhile, maybe via another edge
+            return
+        log.info("session timer expired call-id=%s: hanging up", call_id)
+        await self._hang_up(call)
+
+    def _retransmit_2xx(self, call: Call, answer: Response, interval_s: float = 0.5) -> None:
+        """Resend our 2xx to the caller until its ACK comes (§13.3.1.4), at most 64·T1."""
+        destination = Peer(call.a.transport, call.a.host, call.a.port)
+        if destination.reliable:
+            return
+        t1, t2 = self.edge.config.timers.t1_s, self.edge.config.timers.t2_s
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 64 * t1
+
+        def again(interval: float) -> None:
+            if loop.time() >= give_up:
+                self._retransmits.pop(call.a.call_id, None)
+                log.info("no ACK for 2xx call-id=%s: hanging up", call.a.call_id)
+                self._spawn(self._hang_up(call))
+                return
+            self.edge.send_stateless(answer, destination)
+            next_interval = min(2 * interval, t2)
+            self._retransmits[call.a.call_id] = loop.call_later(next_interval, again, next_interval)
+
+        self._retransmits[call.a.call_id] = loop.call_later(t1, again, t1)
+
+    def _send_ack(self, leg: Leg, cseq: int, tenant: str) -> None:
+        ack = ack_for_2xx(leg, cseq, self.identity(tenant, leg.transport))
+        self.edge.send_stateless(ack, Peer(leg.transport, leg.host, leg.port))
+
+    def _send_bye(self, leg: Leg, tenant: str) -> None:
+        leg = leg.next_cseq()
+        bye = in_dialog_request("BYE", leg, leg.local_cseq, self.identity(tenant, leg.transport))
+        self.edge.request(bye, Peer(leg.transport, leg.host, leg.port), lambda event: None)
+
+    async def _hang_up(self, call: Call) -> None:
+        """End both legs (no ACK came, a session timer ran out, the tenant went away)."""
+        if await self.dialogs.delete(call):
+            self._send_bye(call.a, call.tenant)
+            self._send_bye(call.b, call.tenant)
+            self.edge.metrics.calls.labels(call.tenant, "ended").inc()
+
+    # -- in-dialog requests ----------------------------------------------------------------------
+    async def in_dialog(self, request: Request, key: TransactionKey, inbound: Inbound) -> None:
+        tenant = request.uri.user if isinstance(request.uri, SipUri) else None
+        call = await self.dialogs.get(tenant or "", request.call_id) if tenant else None
+        legs = call.leg_of(request.call_id) if call is not None else None
+        if call is None or legs is None:
+            self._reply(key, request, 481, "Call/Transaction Does Not Exist", None)
+            return
+        this, other = legs
+        if request.cseq.number <= this.remote_cseq and request.method != "ACK":
+            self._reply(key, request, 500, "Server Internal Error: CSeq out of order", None)
+            return
+        call = call.with_leg(_replace_remote_cseq(this, request.cseq.number))
+        if request.method == "BYE":
+            await self._bye(call, request, key, other)
+            return
+        other = other.next_cseq()
+        call = call.with_leg(other)
+        await self.dialogs.put(call, self.edge.wall())
+        forwarded = in_dialog_request(
+            request.method, other, other.local_cseq, self.identity(call.tenant, other.transport)
+        )
+        copy_end_to_end(request, forwarded)
+        self.edge.request(
+            forwarded,
+            Peer(other.transport, other.host, other.port),
+            lambda event: self._relay_back(call, request, key, other, event),
+        )
+
+    async def _bye(self, call: Call, request: Request, key: TransactionKey, other: Leg) -> None:
+        self._reply(key, request, 200, "OK", None)
+        if await self.dialogs.delete(call):
+            self._send_bye(other, call.tenant)
+            self.edge.metrics.calls.labels(call.tenant, "ended").inc()
+
+    def _relay_back(
+        self, call: Call, request: Request, key: TransactionKey, other: Leg, event: ClientEvent
+    ) -> None:
+        if not isinstance(event, Response):
+            self._reply(
+                key,
+                request,
+                408 if isinstance(event, TimedOut) else 503,
+                "Request Timeout" if isinstance(event, TimedOut) else "Service Unavailable",
+                None,
+            )
+            return
+        if event.status == 100:
+            return
+        if request.method == "INVITE" and 200 <= event.status < 300:
+            self._send_ack(other, other.local_cseq, call.tenant)
+        me = self.identity(call.tenant)
+        self.edge.respond(key, relayed_response(request, event, request.to.tag or "", me))
+        if request.method in ("INVITE", "UPDATE") and 200 <= event.status < 300:
+            refreshed = _with_session_timer(call, event, self.edge.wall())
+            self._spawn(self.dialogs.put(refreshed, self.edge.wall()))
+            self._arm_session_timer(refreshed)
+
+
+def _replace_remote_cseq(leg: Leg, cseq: int) -> Leg:
+    return replace(leg, remote_cseq=cseq)
+
+
+def _with_session_timer(call: Call, response: Response, now: float) -> Call:
+    """RFC 4028: remember the negotiated interval so a missed refresh can end the call."""
+    value = response.headers.get("Session-Expires")
+    if value is None:
+        return call
+    try:
+        interval = int(value.split(";")[0].strip())
+    except ValueError:
+        return call
+    return replace(call, session_interval_s=interval, session_expires_at=now + interval)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("call task failed", exc_info=task.exception())

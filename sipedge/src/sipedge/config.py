@@ -1,0 +1,64 @@
+"""The edge's configuration: where it listens, what it advertises, which stores it uses.
+
+One frozen value built once at start-up (from the command line, or by ``cloudpbx
+dev``) and passed down; nothing reads a global. Addresses the edge *binds* and the
+address it *advertises* in Via, Contact and Record-Route are separate settings: a pod
+binds 0.0.0.0 and advertises its Service's address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sipedge.sip.transaction import TimerConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """One listener: ``udp`` or ``tcp`` on a host (IPv4 or IPv6 literal) and port."""
+
+    transport: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        """``udp:127.0.0.1:5060``, ``tcp:[::1]:5060``."""
+        transport, _, rest = text.partition(":")
+        host, _, port = rest.rpartition(":")
+        host = host.strip("[]")
+        if transport.lower() not in ("udp", "tcp") or not host or not port.isdigit():
+            raise ValueError(f"bad listen address {text!r} (want udp:HOST:PORT or tcp:HOST:PORT)")
+        return cls(transport.upper(), host, int(port))
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport.lower()}:{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    """Everything an edge process needs to know."""
+
+    listens: tuple[Listen, ...]
+    manifests: Path
+    #: ``None``: in-process memory stores (the embedded default); else a redis:// URL.
+    redis_url: str | None = None
+    #: The host put in Via, Contact and Record-Route; defaults to the first listener's.
+    advertise: str | None = None
+    workers: int = 1
+    #: Shared by every edge process so that any of them can verify any nonce.
+    nonce_secret: bytes = b"cloudpbx-dev-nonce-secret-change-me"
+    nonce_ttl_s: float = 300.0
+    metrics_port: int | None = None
+    #: Keep-alive OPTIONS to NATed UDP bindings (RFC 3261 §10; NAT pinholes close).
+    keepalive_interval_s: float = 25.0
+    #: Graceful shutdown: how long to let transactions and calls finish.
+    drain_s: float = 5.0
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    user_agent: str = "cloudpbx-edge"
+
+    @property
+    def advertised_host(self) -> str:
+        return self.advertise or self.listens[0].host

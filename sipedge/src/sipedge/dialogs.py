@@ -1,0 +1,117 @@
+"""The state of an established call: two dialogs, one per leg (RFC 3261 §12).
+
+A B2BUA call is an A-leg dialog (with the caller) and a B-leg dialog (with the callee).
+What must survive the edge process that set the call up — so that any process sharing
+the store can route a BYE or a re-INVITE — is one :class:`Call` record, stored under
+both legs' Call-IDs. The record is plain data with a JSON codec; the stores are
+:class:`DialogStore` implementations (in memory for ``cloudpbx dev``, Redis in a
+cluster) with the same tests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Protocol
+
+#: How long a dialog record outlives its last refresh without a BYE (a safety net).
+DIALOG_TTL_S = 4 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One dialog as this B2BUA sees it (RFC 3261 §12.1): ids, target, CSeqs, route set.
+
+    ``local_uri``/``remote_uri`` are the From/To URIs we use on requests we send in this
+    dialog; ``peer`` is where requests go (``transport``, ``host``, ``port``: the
+    phone's real, NAT-mapped address).
+    """
+
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    local_uri: str
+    remote_uri: str
+    remote_target: str
+    route_set: tuple[str, ...]
+    local_cseq: int
+    remote_cseq: int
+    transport: str
+    host: str
+    port: int
+
+    def next_cseq(self) -> Leg:
+        return replace(self, local_cseq=self.local_cseq + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """An answered call of one tenant: both legs and when it was answered."""
+
+    tenant: str
+    a: Leg
+    b: Leg
+    answered_at: float
+    #: RFC 4028: the negotiated session interval (0: no session timer) and the deadline.
+    session_interval_s: int = 0
+    session_expires_at: float = 0.0
+
+    def leg_of(self, call_id: str) -> tuple[Leg, Leg] | None:
+        """(this leg, the other leg) for a request in dialog ``call_id``."""
+        if call_id == self.a.call_id:
+            return self.a, self.b
+        if call_id == self.b.call_id:
+            return self.b, self.a
+        return None
+
+    def with_leg(self, leg: Leg) -> Call:
+        return replace(self, a=leg) if leg.call_id == self.a.call_id else replace(self, b=leg)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Call:
+        raw: dict[str, Any] = json.loads(text)
+        for side in ("a", "b"):
+            raw[side]["route_set"] = tuple(raw[side]["route_set"])
+            raw[side] = Leg(**raw[side])
+        return cls(**raw)
+
+
+class DialogStore(Protocol):
+    """Calls by (tenant, Call-ID of either leg), shared by every edge process."""
+
+    async def put(self, call: Call, now: float) -> None:
+        """Store (or overwrite) ``call`` under both legs' Call-IDs."""
+        ...
+
+    async def get(self, tenant: str, call_id: str) -> Call | None: ...
+
+    async def delete(self, call: Call) -> bool:
+        """Remove ``call``; True for the one caller that actually removed it."""
+        ...
+
+    async def count(self, tenant: str) -> int: ...
+
+
+class MemoryDialogStore:
+    """The embedded default: calls in this process's memory."""
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[str, str], Call] = {}
+
+    async def put(self, call: Call, now: float) -> None:
+        self._calls[(call.tenant, call.a.call_id)] = call
+        self._calls[(call.tenant, call.b.call_id)] = call
+
+    async def get(self, tenant: str, call_id: str) -> Call | None:
+        return self._calls.get((tenant, call_id))
+
+    async def delete(self, call: Call) -> bool:
+        first = self._calls.pop((call.tenant, call.a.call_id), None)
+        self._calls.pop((call.tenant, call.b.call_id), None)
+        return first is not None
+
+    async def count(self, tenant: str) -> int:
+        return sum(1 for (name, _), _call in self._calls.items() if name == tenant) // 2

@@ -1,0 +1,216 @@
+"""The transaction user of the edge: what happens to each request (RFC 3261 §8.2, §10).
+
+The request route of STYLE habit 8 after the transaction layer: in-dialog requests go
+to the call they belong to; out of dialog, OPTIONS is answered (§11), REGISTER goes
+through authentication (401) to the registrar and the location store, INVITE through
+authentication (407) to call control (:mod:`sipedge.calls`). Whatever goes wrong while
+handling a request is answered (a ParseError with its status, a store problem with
+500 and Retry-After) and never takes the process down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Coroutine
+from typing import Any
+
+from contracts.snapshot import TenantSnapshot
+from sipedge.adapters.transport import Inbound
+from sipedge.authn import Authenticator, AuthResult, Outcome
+from sipedge.calls import CallControl
+from sipedge.edge import Edge, TransactionUser
+from sipedge.location import LocationBusy, LocationStore, Source
+from sipedge.nat import is_behind_nat
+from sipedge.registrar import RegistrarPolicy, address_of_record, build_response, decide
+from sipedge.sip.errors import ParseError
+from sipedge.sip.message import Request, make_response
+from sipedge.sip.transaction import CancelReceived, TransactionKey
+from sipedge.sip.uri import SipUri
+from sipedge.tenants import TenantDirectory
+
+log = logging.getLogger("sipedge.ua")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK"
+
+
+class UserAgent(TransactionUser):
+    """Dispatches every new server transaction's request; one per edge process."""
+
+    def __init__(
+        self, edge: Edge, tenants: TenantDirectory, location: LocationStore, calls: CallControl
+    ) -> None:
+        self.edge = edge
+        self.tenants = tenants
+        self.location = location
+        self.calls = calls
+        self.auth = Authenticator(edge.config.nonce_secret, edge.config.nonce_ttl_s)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._edge_name = f"{socket.gethostname()}/{os.getpid()}"
+
+    # -- entry points from the edge ------------------------------------------------------
+    def on_request(self, request: Request, key: TransactionKey, inbound: Inbound) -> None:
+        self._spawn(self._handle(request, key, inbound), request, key)
+
+    def on_cancel(self, event: CancelReceived) -> None:
+        self.calls.on_cancel(event)
+
+    def on_ack(self, ack: Request, inbound: Inbound | None) -> None:
+        self._spawn(self.calls.on_ack(ack), ack, None)
+
+    def _spawn(
+        self, work: Coroutine[Any, Any, None], request: Request, key: TransactionKey | None
+    ) -> None:
+        task = asyncio.create_task(self._guarded(work, request, key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(
+        self, work: Coroutine[Any, Any, None], request: Request, key: TransactionKey | None
+    ) -> None:
+        try:
+            await work
+        except ParseError as exc:
+            self._answer(key, request, exc.status, exc.reason, exc.reply_headers)
+        except LocationBusy:
+            self._answer(key, request, 500, "Server Internal Error", [("Retry-After", "1")])
+        except Exception:
+            log.exception("failed to handle %s call-id=%s", request.method, _call_id(request))
+            self._answer(key, request, 500, "Server Internal Error", [])
+
+    def _answer(
+        self,
+        key: TransactionKey | None,
+        request: Request,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+    ) -> None:
+        if key is None or request.method == "ACK":
+            return
+        response = make_response(request, status, reason, to_tag=self.calls.new_tag())
+        for name, value in headers:
+            response.headers.add(name, value)
+        self.edge.respond(key, response)
+
+    # -- the request route ----------------------------------------------------------------
+    async def _handle(self, request: Request, key: TransactionKey, inbound: Inbound) -> None:
+        if request.to.tag is not None:
+            await self.calls.in_dialog(request, key, inbound)
+            return
+        method = request.method
+        if method == "OPTIONS":
+            self._options(request, key)
+        elif method == "REGISTER":
+            await self._register(request, key, inbound)
+        elif method == "INVITE":
+            await self._invite(request, key, inbound)
+        elif method in ("BYE", "UPDATE", "INFO", "PRACK"):
+            self._answer(key, request, 481, "Call/Transaction Does Not Exist", [])
+        else:
+            self._answer(key, request, 405, "Method Not Allowed", [("Allow", ALLOW)])
+
+    def _options(self, request: Request, key: TransactionKey) -> None:
+        response = make_response(request, 200, "OK", to_tag=self.calls.new_tag())
+        response.headers.add("Allow", ALLOW)
+        response.headers.add("Accept", "application/sdp")
+        response.headers.add("Supported", "timer, replaces")
+        self.edge.respond(key, response)
+
+    def _tenant_of(self, request: Request) -> tuple[TenantSnapshot | None, str]:
+        """The tenant a request is for, and the realm to challenge with (§22.1)."""
+        uri = request.uri
+        host = uri.host_address if isinstance(uri, SipUri) else ""
+        tenant = self.tenants.by_host(host)
+        if tenant is None or not tenant.enabled:
+            return None, host.lower()
+        return tenant, tenant.domain
+
+    def authenticate(
+        self, request: Request, key: TransactionKey, inbound: Inbound
+    ) -> tuple[TenantSnapshot, AuthResult] | None:
+        """Run digest auth; answer 401/407/403/400 and return None unless it passed."""
+        tenant, realm = self._tenant_of(request)
+        now = self.edge.wall()
+        result = self.auth.check(request, tenant, realm, inbound.source.host, now)
+        if result.outcome is Outcome.OK and tenant is not None:
+            return tenant, result
+        if result.outcome in (Outcome.CHALLENGE, Outcome.STALE):
+            challenge = self.auth.challenge(
+                request,
+                realm,
+                inbound.source.host,
+                now,
+                stale=result.outcome is Outcome.STALE,
+                to_tag=self.calls.new_tag(),
+            )
+            self.edge.respond(key, challenge)
+        elif result.outcome is Outcome.FORBIDDEN:
+            self.edge.metrics.auth_failures.labels(tenant.name if tenant else "-").inc()
+            self._answer(key, request, 403, "Forbidden", [])
+        else:
+            self._answer(key, request, 400, f"Bad Request: bad credentials ({result.detail})", [])
+        return None
+
+    async def _register(self, request: Request, key: TransactionKey, inbound: Inbound) -> None:
+        passed = self.authenticate(request, key, inbound)
+        if passed is None:
+            return
+        tenant, result = passed
+        assert result.extension is not None
+        to_user = request.to.uri.user if isinstance(request.to.uri, SipUri) else None
+        if to_user != result.extension.number:
+            self._answer(key, request, 403, "Forbidden: you may only register yourself", [])
+            return
+        limits = tenant.limits
+        policy = RegistrarPolicy(
+            tenant.domain,
+            {result.extension.number},
+            limits.min_expires_s,
+            limits.max_expires_s,
+            limits.default_expires_s,
+            min(result.extension.max_contacts, limits.max_contacts_per_aor),
+        )
+        aor = address_of_record(request, policy)
+        assert isinstance(aor, str)
+        source = Source(
+            inbound.source.transport,
+            inbound.source.host,
+            inbound.source.port,
+            f"{self._edge_name}/{inbound.listener}",
+        )
+        behind_nat = is_behind_nat(request, inbound.source)
+        now = self.edge.wall()
+
+        def decide_now(existing: list[Any]) -> Any:
+            return decide(request, existing, now, policy, source)
+
+        decision, after = await self.location.update(tenant.name, aor, decide_now, now)
+        if decision.ok:
+            self.edge.metrics.register_ok.labels(tenant.name).inc()
+        log.debug("REGISTER %s nat=%s -> %s", aor, behind_nat, decision.status)
+        self.edge.respond(key, build_response(request, decision, after, now))
+
+    async def _invite(self, request: Request, key: TransactionKey, inbound: Inbound) -> None:
+        if not self.edge.accepting:
+            self._answer(key, request, 503, "Service Unavailable", [("Retry-After", "5")])
+            return
+        passed = self.authenticate(request, key, inbound)
+        if passed is None:
+            return
+        tenant, result = passed
+        assert result.extension is not None
+        await self.calls.new_call(request, key, inbound, tenant, result.extension)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.edge.config.drain_s)
+
+
+def _call_id(request: Request) -> str:
+    try:
+        return request.call_id
+    except ParseError:
+        return "?"
