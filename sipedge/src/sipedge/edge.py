@@ -77,6 +77,13 @@ class Edge:
 
     # -- inbound -----------------------------------------------------------------------
     def _inbound(self, inbound: Inbound) -> None:
+        """Never lets an exception out: a bad packet must not take the process down."""
+        try:
+            self._route_inbound(inbound)
+        except Exception:
+            log.exception("failed on a message from %s", inbound.source)
+
+    def _route_inbound(self, inbound: Inbound) -> None:
         item = inbound.item
         if isinstance(item, ParseError):
             self._parse_error(item, inbound)
@@ -84,8 +91,8 @@ class Edge:
         if isinstance(item, Request):
             self.metrics.request_in(item.method)
             try:
+                stamp_received(item, inbound.source)  # first: even a refusal goes back there
                 check_request(item, SUPPORTED)
-                stamp_received(item, inbound.source)
             except ParseError as exc:
                 self._reply_stateless(item.headers, exc, inbound)
                 return
@@ -107,19 +114,26 @@ class Edge:
     def _reply_stateless(self, headers: Headers, error: ParseError, inbound: Inbound) -> None:
         """Answer a request we will not process, from whatever headers it had (§8.2)."""
         probe = Request("OPTIONS", "sip:invalid", headers)
-        if probe.headers.get("CSeq") is None or not probe.headers.lines("Via"):
+        cseqs = probe.headers.lines("CSeq")
+        if not cseqs or not probe.headers.lines("Via"):
             return
+        if any(line.split()[-1:] == ["ACK"] for line in cseqs):
+            return  # never answer an ACK
         try:
-            if probe.cseq.method == "ACK":
-                return  # never answer an ACK
-            response = make_response(probe, error.status, error.reason, to_tag=_tag())
+            try:
+                response = make_response(probe, error.status, error.reason, to_tag=_tag())
+            except ParseError:  # To itself is what is malformed: copy it as it came
+                response = make_response(probe, error.status, error.reason)
             for name, value in error.reply_headers:
                 response.headers.add(name, value)
-            destination = response_destination(response, inbound.source.transport)
         except ParseError:
-            return  # not even Via/CSeq/To readable: drop (RFC 3261 §18.3)
-        if inbound.source.transport != "UDP":
-            destination = inbound.source
+            return  # not even CSeq readable: drop (RFC 3261 §18.3)
+        destination = inbound.source  # streams: the connection; a broken Via: the sender
+        if destination.transport == "UDP":
+            with contextlib.suppress(ParseError):
+                via = response.top_via  # §18.2.2 with received = the packet's source
+                port = destination.port if via.wants_rport else (via.port or 5060)
+                destination = Peer("UDP", destination.host, port)
         self._write(response, destination, inbound.listener)
 
     # -- outputs of the layer --------------------------------------------------------------

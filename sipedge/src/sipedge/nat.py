@@ -25,7 +25,8 @@ def stamp_received(request: Request, source: Peer) -> None:
     via = request.top_via
     params = via.params
     changed = False
-    if _host_of(via.host) != source.host or "received" in params:
+    # RFC 3581 §4: with rport, received is added even when it equals the sent-by host.
+    if via.wants_rport or _host_of(via.host) != source.host or "received" in params:
         params = params.replace("received", _bracketed(source.host))
         changed = True
     if via.wants_rport:

@@ -149,7 +149,11 @@ class Transports:
             protocol = self._udp.get(listen) if listen is not None else None
             if protocol is None or protocol.transport is None:
                 return False
-            protocol.transport.sendto(data, (peer.host, peer.port))
+            try:
+                protocol.transport.sendto(data, (peer.host, peer.port))
+            except (OSError, ValueError) as exc:  # a host name (no DNS here), a bad address
+                log.info("cannot send to %s: %s", peer, exc)
+                return False
             return True
         connection = self._connections.get((peer.host, peer.port))
         if connection is None or connection.transport is None:
