@@ -117,7 +117,7 @@ def start_edge(
     if redis:
         command += ["--redis", REDIS_URL]
     with log.open("w") as sink:
-        process = subprocess.Popen(  # noqa: S603  (our own module)
+        process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=sink, text=True
         )
     assert process.stdout is not None

@@ -57,7 +57,7 @@ def test_options_and_keepalive_over_tcp(edge: Any) -> None:
 
 
 def sipsak(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         ["sipsak", *args], capture_output=True, text=True, timeout=20, check=False
     )
 
