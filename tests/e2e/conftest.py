@@ -90,7 +90,7 @@ def start_edge(
     workers: int = 1,
 ) -> EdgeProc:
     name = tenant or f"t{secrets.token_hex(4)}"
-    domain = f"{name}.test.cloudpbx.invalid"
+    domain = f"{name}.pbx.test"
     manifests = tmp / "manifests" / name  # edges of one tenant share its folder
     manifests.mkdir(parents=True, exist_ok=True)
     if not (manifests / f"{name}.yaml").exists():
@@ -117,9 +117,7 @@ def start_edge(
     if redis:
         command += ["--redis", REDIS_URL]
     with log.open("w") as sink:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=sink, text=True
-        )
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sink, text=True)
     assert process.stdout is not None
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

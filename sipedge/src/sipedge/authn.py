@@ -20,10 +20,13 @@ from sipedge.sip.digest import DigestServer, NonceCounter, Verdict, ha1_key
 from sipedge.sip.errors import ParseError
 from sipedge.sip.message import Request, Response, make_response
 
-#: Both are offered and the snapshot stores both HA1s (RFC 8760). MD5 comes first on
-#: purpose: many deployed clients (SIPp 3.6, sipsak, older desk phones) read only the
-#: first challenge and give up on SHA-256; RFC 8760 clients still find SHA-256.
-ALGORITHMS = ("MD5", "SHA-256")
+#: What is offered by default: MD5 only. The snapshot stores MD5 and SHA-256 HA1s and
+#: both can be offered (RFC 8760, ``--digest-algorithms SHA-256,MD5``), but deployed
+#: clients break on a second challenge: sipsak and SIPp 3.6 read only the first and give
+#: up on SHA-256, and baresip 1.0 (libre) fails the whole REGISTER with ENOSYS when any
+#: challenge names an algorithm it lacks (seen in tests/e2e/test_baresip_calls.py).
+DEFAULT_ALGORITHMS = ("MD5",)
+SUPPORTED_ALGORITHMS = ("SHA-256", "MD5")
 
 
 class Outcome(Enum):
@@ -62,7 +65,13 @@ class Scheme:
 class Authenticator:
     """Verifies digest credentials for any tenant; one per edge process."""
 
-    def __init__(self, secret: bytes, nonce_ttl_s: float) -> None:
+    def __init__(
+        self, secret: bytes, nonce_ttl_s: float, algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    ) -> None:
+        unknown = set(algorithms) - set(SUPPORTED_ALGORITHMS)
+        if not algorithms or unknown:
+            raise ValueError(f"digest algorithms must be among {SUPPORTED_ALGORITHMS}")
+        self._algorithms = algorithms
         self._secret = secret
         self._ttl_s = nonce_ttl_s
         self._servers: dict[str, DigestServer] = {}
@@ -71,7 +80,7 @@ class Authenticator:
     def server(self, realm: str) -> DigestServer:
         found = self._servers.get(realm)
         if found is None:
-            found = DigestServer(realm, self._secret, ALGORITHMS, self._ttl_s)
+            found = DigestServer(realm, self._secret, self._algorithms, self._ttl_s)
             self._servers[realm] = found
         return found
 

@@ -62,6 +62,11 @@ def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--advertise", default=None, help="host for Via/Contact")
     command.add_argument("--metrics-port", type=int, default=None)
     command.add_argument("--nonce-secret-file", type=Path, default=None)
+    command.add_argument(
+        "--digest-algorithms",
+        default="MD5",
+        help="challenge with these, most preferred first: MD5, SHA-256",
+    )
     command.add_argument("--log-level", default="info")
 
 

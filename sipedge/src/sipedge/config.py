@@ -51,6 +51,8 @@ class EdgeConfig:
     #: Shared by every edge process so that any of them can verify any nonce.
     nonce_secret: bytes = b"cloudpbx-dev-nonce-secret-change-me"
     nonce_ttl_s: float = 300.0
+    #: Digest algorithms challenged with, most preferred first (see sipedge.authn).
+    digest_algorithms: tuple[str, ...] = ("MD5",)
     metrics_port: int | None = None
     #: Keep-alive OPTIONS to NATed UDP bindings (RFC 3261 §10; NAT pinholes close).
     keepalive_interval_s: float = 25.0

@@ -46,7 +46,8 @@ class UserAgent(TransactionUser):
         self.tenants = tenants
         self.location = location
         self.calls = calls
-        self.auth = Authenticator(edge.config.nonce_secret, edge.config.nonce_ttl_s)
+        config = edge.config
+        self.auth = Authenticator(config.nonce_secret, config.nonce_ttl_s, config.digest_algorithms)
         self._tasks: set[asyncio.Task[None]] = set()
         self._edge_name = f"{socket.gethostname()}/{os.getpid()}"
 
