@@ -65,6 +65,7 @@ class EdgeProc:
     process: subprocess.Popen[str]
     log: Path
     metrics_port: int
+    redis_url: str = REDIS_URL
     extra: list[subprocess.Popen[str]] = field(default_factory=list)
 
     @property
