@@ -15,7 +15,6 @@ import ipaddress
 from sipedge.sip.headers import Via, split_list
 from sipedge.sip.message import Request, Response
 from sipedge.sip.transaction import Peer
-from sipedge.sip.uri import SipUri
 
 DEFAULT_SIP_PORT = 5060
 
@@ -50,32 +49,6 @@ def response_destination(response: Response, transport: str) -> Peer:
     host = _host_of(via.received or via.host)
     port = via.rport or via.port or DEFAULT_SIP_PORT
     return Peer(transport, host, port)
-
-
-def is_behind_nat(request: Request, source: Peer) -> bool:
-    """True when the packet's source differs from what the phone claims in Via or Contact."""
-    via = request.top_via
-    if _host_of(via.host) != source.host or (via.port or DEFAULT_SIP_PORT) != source.port:
-        return True
-    contacts = request.contacts
-    if not isinstance(contacts, tuple):
-        return False
-    for contact in contacts:
-        uri = contact.uri
-        if isinstance(uri, SipUri) and (
-            _host_of(uri.host) != source.host or uri.effective_port != source.port
-        ):
-            return True
-    return False
-
-
-def is_private(host: str) -> bool:
-    """RFC 1918 / 4193 / loopback-free private space: a Contact nobody can reach."""
-    try:
-        address = ipaddress.ip_address(_host_of(host))
-    except ValueError:
-        return False
-    return address.is_private and not address.is_loopback
 
 
 def _host_of(host: str) -> str:

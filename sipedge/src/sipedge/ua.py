@@ -22,9 +22,14 @@ from sipedge.adapters.transport import Inbound
 from sipedge.authn import Authenticator, AuthResult, Outcome
 from sipedge.calls import CallControl
 from sipedge.edge import Edge, TransactionUser
-from sipedge.location import LocationBusy, LocationStore, Source
-from sipedge.nat import is_behind_nat
-from sipedge.registrar import RegistrarPolicy, address_of_record, build_response, decide
+from sipedge.location import Binding, LocationBusy, LocationStore, Source
+from sipedge.registrar import (
+    RegistrarDecision,
+    RegistrarPolicy,
+    address_of_record,
+    build_response,
+    decide,
+)
 from sipedge.sip.errors import ParseError
 from sipedge.sip.message import Request, make_response
 from sipedge.sip.transaction import CancelReceived, TransactionKey
@@ -182,16 +187,15 @@ class UserAgent(TransactionUser):
             inbound.source.port,
             f"{self._edge_name}/{inbound.listener}",
         )
-        behind_nat = is_behind_nat(request, inbound.source)
         now = self.edge.wall()
 
-        def decide_now(existing: list[Any]) -> Any:
+        def decide_now(existing: list[Binding]) -> RegistrarDecision:
             return decide(request, existing, now, policy, source)
 
         decision, after = await self.location.update(tenant.name, aor, decide_now, now)
         if decision.ok:
             self.edge.metrics.register_ok.labels(tenant.name).inc()
-        log.debug("REGISTER %s nat=%s -> %s", aor, behind_nat, decision.status)
+        log.debug("REGISTER %s -> %s", aor, decision.status, extra={"call_id": request.call_id})
         self.edge.respond(key, build_response(request, decision, after, now))
 
     async def _invite(self, request: Request, key: TransactionKey, inbound: Inbound) -> None:
