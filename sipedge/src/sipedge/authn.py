@@ -11,6 +11,7 @@ svwar and svmap cannot tell which tenants and extensions exist.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from enum import Enum
 
@@ -137,7 +138,11 @@ class Authenticator:
         """The 401/407 carrying one challenge per algorithm, with a fresh nonce."""
         scheme = Scheme.for_method(request.method)
         response = make_response(request, scheme.status, scheme.reason, to_tag=to_tag)
-        challenges = self.server(realm).challenges(client_addr=client_ip, now=now, stale=stale)
+        # Entropy: two challenges to one address in the same millisecond must differ, or
+        # the second answer (nc=1 again) would look like a replay of the first.
+        challenges = self.server(realm).challenges(
+            client_addr=client_ip, now=now, stale=stale, entropy=secrets.token_bytes(6)
+        )
         for challenge in challenges:
             response.headers.add(scheme.challenge_header, challenge.to_header_value())
         return response

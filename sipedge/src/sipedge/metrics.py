@@ -9,6 +9,8 @@ labelled by tenant name. With several worker processes each serves its own
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from sipedge.sip.parser import KNOWN_METHODS
@@ -18,6 +20,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._requests_in: dict[str, Any] = {}
+        self._requests_out: dict[str, Any] = {}
+        self._responses_in: dict[str, Any] = {}
+        self._responses_out: dict[str, Any] = {}
         self.requests_in = Counter(
             "sip_requests_received", "SIP requests received", ["method"], registry=r
         )
@@ -55,17 +61,18 @@ class Metrics:
             "sip_calls", "Calls ended, by outcome", ["tenant", "outcome"], registry=r
         )
 
+    # Hot path: one dict lookup per message instead of a labels() call (about 8 us each).
     def request_in(self, method: str) -> None:
-        self.requests_in.labels(_method(method)).inc()
+        _child(self._requests_in, self.requests_in, _method(method)).inc()
 
     def request_out(self, method: str) -> None:
-        self.requests_out.labels(_method(method)).inc()
+        _child(self._requests_out, self.requests_out, _method(method)).inc()
 
     def response_in(self, status: int) -> None:
-        self.responses_in.labels(f"{status // 100}xx").inc()
+        _child(self._responses_in, self.responses_in, _CLASSES[status // 100]).inc()
 
     def response_out(self, status: int) -> None:
-        self.responses_out.labels(f"{status // 100}xx").inc()
+        _child(self._responses_out, self.responses_out, _CLASSES[status // 100]).inc()
 
     def parse_error(self) -> None:
         self.parse_errors.inc()
@@ -78,6 +85,16 @@ class Metrics:
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)
+
+
+_CLASSES = {n: f"{n}xx" for n in range(1, 7)}
+
+
+def _child(cache: dict[str, Any], counter: Counter, label: str) -> Any:
+    child = cache.get(label)
+    if child is None:
+        child = cache[label] = counter.labels(label)
+    return child
 
 
 def _method(method: str) -> str:

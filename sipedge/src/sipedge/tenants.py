@@ -36,6 +36,9 @@ from contracts.manifest import KIND, ManifestError, compile_tenant
 from contracts.snapshot import TenantSnapshot, normalize_host
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+#: libyaml's safe loader when PyYAML was built with it: a 10,000-extension tenant loads in
+#: well under a second instead of about ten with the pure-Python one.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def demo_manifests() -> Traversable:
@@ -101,7 +104,7 @@ def _is_manifest(entry: Traversable) -> bool:
 def _read(entry: Traversable) -> list[_Document]:
     file = str(entry)
     try:
-        loaded = list(yaml.safe_load_all(entry.read_text(encoding="utf-8")))
+        loaded = list(yaml.load_all(entry.read_text(encoding="utf-8"), Loader=_SafeLoader))
     except UnicodeDecodeError:
         raise ManifestFolderError(file, "is not UTF-8 text") from None
     except yaml.YAMLError as exc:
