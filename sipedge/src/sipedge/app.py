@@ -13,7 +13,7 @@ import logging
 import signal
 from collections.abc import Callable
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from sipedge.adapters.memory_location import MemoryLocationStore
 from sipedge.adapters.redis_dialogs import RedisDialogStore
@@ -46,7 +46,10 @@ class EdgeProcess:
         location: LocationStore
         dialogs: DialogStore
         if config.redis_url:
-            self.redis = Redis.from_url(config.redis_url)
+            # Requests wait for a free connection instead of failing when many REGISTERs
+            # hold one each (a WATCH needs its own connection).
+            pool = BlockingConnectionPool.from_url(config.redis_url, max_connections=64, timeout=5)
+            self.redis = Redis(connection_pool=pool)
             location, dialogs = RedisLocationStore(self.redis), RedisDialogStore(self.redis)
         else:
             location, dialogs = MemoryLocationStore(), MemoryDialogStore()

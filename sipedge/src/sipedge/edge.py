@@ -60,6 +60,7 @@ class Edge:
         self.transports = Transports(self._inbound)
         self.tu: TransactionUser | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self._handlers: dict[TransactionKey, ClientHandler] = {}
         self._sources: dict[TransactionKey, Listen] = {}
         self.accepting = True
@@ -192,17 +193,21 @@ class Edge:
         return self.transports.send(message.to_bytes(), peer, listener)
 
     def _arm_timer(self) -> None:
+        """One loop timer for the layer's earliest deadline (uvloop's handles have no
+        ``when()``: the deadline it was armed for is kept beside it)."""
         deadline = self.layer.next_deadline()
         if self._timer is not None:
-            if deadline is not None and self._timer.when() == deadline:
+            if deadline == self._timer_at:
                 return
             self._timer.cancel()
             self._timer = None
         if deadline is not None:
             self._timer = asyncio.get_running_loop().call_at(deadline, self._fire)
+            self._timer_at = deadline
 
     def _fire(self) -> None:
         self._timer = None
+        self._timer_at = None
         self._perform(self.layer.handle_timer(self.now()))
 
     # -- for the transaction user ----------------------------------------------------------
@@ -225,10 +230,12 @@ class Edge:
 
     def via_for(self, transport: str = "UDP") -> str:
         """A top Via for a request we originate, with a fresh branch (§8.1.1.7)."""
-        listen = self.config.listens[0]
+        port = self.config.listens[0].port
+        if transport == "UDP" and self.transports.private_port is not None:
+            port = self.transports.private_port  # answers come back to this worker
         host = self.config.advertised_host
         shown = f"[{host}]" if ":" in host else host
-        return f"SIP/2.0/{transport} {shown}:{listen.port};branch={self.layer.new_branch()};rport"
+        return f"SIP/2.0/{transport} {shown}:{port};branch={self.layer.new_branch()};rport"
 
     async def start(self) -> None:
         await self.transports.start(self.config.listens, reuse_port=self.config.workers > 1)

@@ -115,6 +115,9 @@ class Transports:
         self._udp: dict[Listen, _Udp] = {}
         self._servers: list[asyncio.Server] = []
         self._connections: dict[tuple[str, int], _Tcp] = {}
+        self._private: dict[Listen, _Udp] = {}
+        #: The port of this worker's own UDP socket (multi-worker only), for our Via.
+        self.private_port: int | None = None
 
     async def start(self, listens: tuple[Listen, ...], reuse_port: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -133,6 +136,30 @@ class Transports:
                     reuse_port=reuse_port,
                 )
                 self._servers.append(server)
+        if reuse_port:
+            await self._start_private(listens, loop)
+
+    async def _start_private(
+        self, listens: tuple[Listen, ...], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """A UDP port of this worker alone, for the Via of requests it originates.
+
+        Worker processes share the SIP port and the kernel picks one per peer, so the
+        answer to a request sent by worker 1 could reach worker 2, which holds no such
+        transaction. Responses follow the Via (RFC 3261 §18.2.2), so they come back to
+        the worker that owns the transaction. Requests still leave from the shared port:
+        the phone's NAT pinhole is for that one.
+        """
+        shared = next((listen for listen in listens if listen.transport == "UDP"), None)
+        if shared is None:
+            return
+        sock = _udp_socket(Listen("UDP", shared.host, 0), reuse_port=False)
+        private = Listen("UDP", shared.host, int(sock.getsockname()[1]))
+        _, protocol = await loop.create_datagram_endpoint(
+            lambda: _Udp(shared, self._deliver), sock=sock
+        )
+        self._private[private] = protocol
+        self.private_port = private.port
 
     def udp_listener(self, family_host: str) -> Listen | None:
         """A UDP listener of the address family of ``family_host`` (to send from)."""
@@ -167,7 +194,7 @@ class Transports:
         for connection in list(self._connections.values()):
             if connection.transport is not None:
                 connection.transport.close()
-        for protocol in self._udp.values():
+        for protocol in [*self._udp.values(), *self._private.values()]:
             if protocol.transport is not None:
                 protocol.transport.close()
         for server in self._servers:
