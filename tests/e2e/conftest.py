@@ -89,13 +89,20 @@ def start_edge(
     port: int | None = None,
     tenant: str | None = None,
     workers: int = 1,
+    domain: str | None = None,
+    manifest: Callable[[Path], None] | None = None,
 ) -> EdgeProc:
+    """Start an edge; ``manifest(folder)`` writes the tenant instead of the default one
+    (then ``tenant`` and ``domain`` must name what it writes)."""
     name = tenant or f"t{secrets.token_hex(4)}"
-    domain = f"{name}.pbx.test"
+    domain = domain or f"{name}.pbx.test"
     manifests = tmp / "manifests" / name  # edges of one tenant share its folder
     manifests.mkdir(parents=True, exist_ok=True)
-    if not (manifests / f"{name}.yaml").exists():
-        write_tenant(manifests, name, domain)
+    if not any(manifests.iterdir()):
+        if manifest is not None:
+            manifest(manifests)
+        else:
+            write_tenant(manifests, name, domain)
     port = port or free_port()
     metrics_port = free_port()
     log = tmp / f"edge-{port}-{secrets.token_hex(2)}.log"
