@@ -51,7 +51,7 @@ def write_tenant(folder: Path, name: str, domain: str) -> None:
         f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}-pw\nstringData:\n"
         f"{secrets_text}\n---\napiVersion: cloudpbx.io/v1\nkind: Tenant\nmetadata:\n"
         f"  name: {name}\nspec:\n  domain: {domain}\n  aliases: [127.0.0.1]\n"
-        f"  limits: {{ringTimeoutSeconds: 8}}\n  extensions:\n{extensions}\n"
+        f"  limits: {{ringTimeoutSeconds: 3}}\n  extensions:\n{extensions}\n"
     )
 
 
