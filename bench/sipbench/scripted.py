@@ -95,20 +95,25 @@ class ScriptedPhone:
         request.headers.add(reply, credentials.to_header_value())
         return request
 
-    def register(self, edge_port: int) -> None:
+    def register(self, edge_port: int, contact: str | None = None) -> Response:
+        """Register (401, then digest); ``contact`` replaces our real one (a NATed phone
+        writes its private address there). Returns the 200."""
         call_id = secrets.token_hex(6)
         aor = f"<sip:{self.user}@{self.domain}>"
-        first = self.request(
-            "REGISTER", f"sip:{self.domain}", aor, call_id, 1, [("Expires", "300")]
-        )
-        self.send(first, edge_port)
-        challenge = self.final()
-        assert challenge.status == 401
-        second = self.request(
-            "REGISTER", f"sip:{self.domain}", aor, call_id, 2, [("Expires", "300")]
-        )
-        self.send(self.with_auth(second, challenge), edge_port)
-        assert self.final().status == 200
+        responses = []
+        for cseq in (1, 2):
+            request = self.request(
+                "REGISTER", f"sip:{self.domain}", aor, call_id, cseq, [("Expires", "300")]
+            )
+            if contact is not None:
+                request.headers.set("Contact", contact)
+            if responses:
+                request = self.with_auth(request, responses[-1])
+            self.send(request, edge_port)
+            responses.append(self.final())
+        assert responses[0].status == 401
+        assert responses[1].status == 200
+        return responses[1]
 
     def answer(
         self, request: Request, status: int, reason: str, port: int, body: bytes = b""

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +91,7 @@ def start_edge(
     workers: int = 1,
     domain: str | None = None,
     manifest: Callable[[Path], None] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> EdgeProc:
     """Start an edge; ``manifest(folder)`` writes the tenant instead of the default one
     (then ``tenant`` and ``domain`` must name what it writes)."""
@@ -121,6 +122,7 @@ def start_edge(
         str(metrics_port),
         "--workers",
         str(workers),
+        *extra_args,
     ]
     if redis:
         command += ["--redis", REDIS_URL]

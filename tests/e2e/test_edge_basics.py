@@ -81,3 +81,21 @@ def test_sigterm_stops_gracefully(edge: Any) -> None:
     edge.process.send_signal(signal.SIGTERM)
     assert edge.process.wait(timeout=15) == 0
     assert "draining" in edge.log.read_text()
+
+
+def test_sha256_challenges_when_configured(edge_factory: Any) -> None:
+    edge = edge_factory(extra_args=["--digest-algorithms", "SHA-256,MD5"])
+    register = (
+        f"REGISTER sip:{edge.domain} SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-r1;rport\r\nMax-Forwards: 70\r\n"
+        f"From: <sip:2001@{edge.domain}>;tag=r1\r\nTo: <sip:2001@{edge.domain}>\r\n"
+        "Call-ID: reg-sha@test\r\nCSeq: 1 REGISTER\r\nContact: <sip:2001@127.0.0.1:9>\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    challenge = udp_exchange(edge.port, register)
+    assert challenge.status == 401
+    algorithms = [
+        value.split("algorithm=")[1].split(",")[0]
+        for value in challenge.headers.lines("WWW-Authenticate")
+    ]
+    assert algorithms == ["SHA-256", "MD5"]

@@ -63,6 +63,12 @@ def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--metrics-port", type=int, default=None)
     command.add_argument("--nonce-secret-file", type=Path, default=None)
     command.add_argument(
+        "--keepalive-interval",
+        type=float,
+        default=25.0,
+        help="seconds between OPTIONS pings to phones behind NAT (UDP)",
+    )
+    command.add_argument(
         "--digest-algorithms",
         default="MD5",
         help="challenge with these, most preferred first: MD5, SHA-256",
@@ -86,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         advertise=args.advertise,
         workers=args.workers,
         metrics_port=args.metrics_port,
+        digest_algorithms=tuple(a.strip() for a in args.digest_algorithms.split(",")),
+        keepalive_interval_s=args.keepalive_interval,
         **({"nonce_secret": secret} if secret else {}),
     )
     load_manifest_folder(config.manifests)  # fail fast, with the file and field named
