@@ -100,7 +100,7 @@ class ScriptedPhone:
         writes its private address there). Returns the 200."""
         call_id = secrets.token_hex(6)
         aor = f"<sip:{self.user}@{self.domain}>"
-        responses = []
+        responses: list[Response] = []
         for cseq in (1, 2):
             request = self.request(
                 "REGISTER", f"sip:{self.domain}", aor, call_id, cseq, [("Expires", "300")]
