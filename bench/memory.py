@@ -65,13 +65,12 @@ def leg(i: int) -> Leg:
 
 async def fill(location: LocationStore, dialogs: DialogStore, bindings: int, calls: int) -> None:
     for i in range(bindings):
-        new = binding(i)
-        await location.update(
-            "bench",
-            f"sip:{100000 + i}@bench.cloudpbx.test",
-            lambda _existing, new=new: Decided(Changes(upserts=(new,))),
-            NOW,
-        )
+        decided = Decided(Changes(upserts=(binding(i),)))
+
+        def decide(_existing: list[Binding], decided: Decided = decided) -> Decided:
+            return decided
+
+        await location.update("bench", f"sip:{100000 + i}@bench.cloudpbx.test", decide, NOW)
     for i in range(calls):
         await dialogs.put(Call("bench", leg(i), leg(i), NOW), NOW)
 
