@@ -7,6 +7,7 @@ the ring timeout (CANCEL to the callee, 480 to the caller).
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 from pathlib import Path
@@ -72,6 +73,11 @@ def test_forks_to_every_contact_and_cancels_the_losers(edge: Any) -> None:
         assert desk.receive_request("ACK").cseq.method == "ACK"  # the 487 is ACKed
         ack_2xx(caller, ok, edge)
         assert mobile.receive_request("ACK").call_id == to_mobile.call_id
+        logged = [json.loads(line) for line in edge.log.read_text().splitlines()]
+        answered = [entry for entry in logged if entry["msg"] == "call answered"]
+        assert [(e["call_id"], e["b_call_id"]) for e in answered] == [
+            (ok.call_id, to_mobile.call_id)
+        ]
     finally:
         for p in (caller, desk, mobile):
             p.close()

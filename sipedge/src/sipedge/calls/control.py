@@ -205,6 +205,7 @@ class CallControl:
         call = Call(setup.tenant.name, a_leg, b_leg, self.edge.wall())
         call = _with_session_timer(call, response, self.edge.wall())
         self._end_setup(setup, "answered")
+        log.info("call answered", extra=_fields(setup, status=response.status))
         self._spawn(self.dialogs.put(call, self.edge.wall()))
         self._retransmit_2xx(call, answer)
         self._arm_session_timer(call)
@@ -259,6 +260,7 @@ class CallControl:
         self._fail(setup, status)
 
     def _fail(self, setup: Setup, status: int) -> None:
+        log.info("call failed", extra=_fields(setup, status=status))
         setup.finished = True
         self._stop_ringing(setup)
         reasons = {
@@ -414,6 +416,14 @@ class CallControl:
 
     async def _bye(self, call: Call, request: Request, key: TransactionKey, other: Leg) -> None:
         self._reply(key, request, 200, "OK", None)
+        log.info(
+            "call ended by BYE",
+            extra={
+                "call_id": request.call_id,
+                "tenant": call.tenant,
+                "other_call_id": other.call_id,
+            },
+        )
         if await self.dialogs.delete(call):
             self._send_bye(other, call.tenant)
             self.edge.metrics.calls.labels(call.tenant, "ended").inc()
@@ -456,6 +466,16 @@ def _with_session_timer(call: Call, response: Response, now: float) -> Call:
     except ValueError:
         return call
     return replace(call, session_interval_s=interval, session_expires_at=now + interval)
+
+
+def _fields(setup: Setup, **more: object) -> dict[str, object]:
+    """What every call log line carries: both legs' Call-IDs and the tenant."""
+    return {
+        "call_id": setup.a_invite.call_id,
+        "b_call_id": setup.b_call_id,
+        "tenant": setup.tenant.name,
+        **more,
+    }
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
