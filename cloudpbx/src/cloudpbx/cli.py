@@ -14,14 +14,13 @@ from collections.abc import Sequence
 USAGE = "usage: cloudpbx dev [--host HOST] [--port PORT] [--manifests DIR] [--metrics-port N]"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # returns only on a usage error
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] != "dev":
         print(USAGE, file=sys.stderr)
         return 2
     # One part so far: become the edge (signals and exit status are then simply its own).
     os.execv(sys.executable, [sys.executable, "-m", "sipedge", "dev", *args[1:]])  # noqa: S606
-    return 0  # not reached
 
 
 if __name__ == "__main__":
