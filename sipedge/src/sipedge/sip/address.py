@@ -21,6 +21,7 @@ from sipedge.sip.grammar import (
     is_token,
     parse_header_params,
     quote,
+    remembered,
     unquote,
 )
 from sipedge.sip.uri import SipUri, Uri, parse_uri
@@ -55,7 +56,7 @@ class Address(NamedTuple):
         return f"{shown}<{self.uri}>{self.params.to_header_text()}"
 
 
-def parse_address(text: str, what: str) -> Address:
+def _parse_address(text: str, what: str) -> Address:
     """Parse one name-addr or addr-spec with its header params."""
     value = text.strip(WSP)
     if not value:
@@ -71,6 +72,11 @@ def parse_address(text: str, what: str) -> Address:
     if lt >= 0:
         return _name_addr(_token_display_name(value[:lt], what), value[lt:], what)
     return _addr_spec(value, what)
+
+
+#: Parse one name-addr or addr-spec with its header params (results are remembered: the
+#: answer to a challenge and the rest of a dialog repeat From, To and Contact).
+parse_address = remembered(_parse_address, "address")
 
 
 def _token_display_name(text: str, what: str) -> str | None:

@@ -20,8 +20,8 @@ Malformed Digest values raise :class:`ParseError` (400) with a reason naming the
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import ClassVar, Self
 
 from sipedge.sip.errors import ParseError, ProtocolMisuse
 from sipedge.sip.grammar import WSP, find_quote_end, is_token, quote, split_outside, unquote
@@ -61,12 +61,25 @@ class _AuthValue:
     scheme: str
     params: tuple[AuthParam, ...] = ()
     raw: str | None = None
+    #: lower-case name → value (names are unique): the verifier asks for ten of them.
+    _by_name: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_scheme(self.scheme)
         if self.raw is not None and (self.params or _has_line_break(self.raw)):
             raise ProtocolMisuse("auth value: raw text excludes params and line breaks")
-        _check_params(self.params)
+        object.__setattr__(self, "_by_name", _checked_index(self.params))
+
+    @classmethod
+    def _parsed(
+        cls, scheme: str, params: tuple[AuthParam, ...], raw: str | None, by_name: dict[str, str]
+    ) -> Self:
+        """An instance from :func:`_parse`, whose output needs no second check."""
+        value = object.__new__(cls)
+        for name, item in (("scheme", scheme), ("params", params), ("raw", raw)):
+            object.__setattr__(value, name, item)
+        object.__setattr__(value, "_by_name", by_name)
+        return value
 
     @property
     def is_digest(self) -> bool:
@@ -75,11 +88,8 @@ class _AuthValue:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The unquoted value of parameter ``name`` (case-insensitive), or ``default``."""
-        lname = name.lower()
-        for key, value in self.params:
-            if key.lower() == lname:
-                return value
-        return default
+        found = self._by_name.get(name)  # the usual: asked in lower case already
+        return found if found is not None else self._by_name.get(name.lower(), default)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
@@ -115,17 +125,18 @@ class Credentials(_AuthValue):
 
 def parse_challenge(value: str, header: str = WWW_AUTHENTICATE) -> Challenge:
     """Parse one WWW-Authenticate / Proxy-Authenticate value; ``header`` names it in errors."""
-    scheme, params, raw = _parse(value, header)
-    return Challenge(scheme, params, raw)
+    return Challenge._parsed(*_parse(value, header))
 
 
 def parse_credentials(value: str, header: str = AUTHORIZATION) -> Credentials:
     """Parse one Authorization / Proxy-Authorization value; ``header`` names it in errors."""
-    scheme, params, raw = _parse(value, header)
-    return Credentials(scheme, params, raw)
+    return Credentials._parsed(*_parse(value, header))
 
 
-def _parse(value: str, header: str) -> tuple[str, tuple[AuthParam, ...], str | None]:
+_Parsed = tuple[str, tuple[AuthParam, ...], str | None, dict[str, str]]
+
+
+def _parse(value: str, header: str) -> _Parsed:
     """Split ``scheme LWS auth-param *(COMMA auth-param)``; other schemes may keep raw text."""
     text = _unfold(value, header)
     parts = _SCHEME_SPLIT.split(text, maxsplit=1)
@@ -137,13 +148,14 @@ def _parse(value: str, header: str) -> tuple[str, tuple[AuthParam, ...], str | N
     if not rest:
         if is_digest:
             raise ParseError(f"Bad Request: Digest without parameters in {header}")
-        return scheme, (), None
+        return scheme, (), None, {}
     try:
-        return scheme, _parse_params(rest, header), None
+        params, by_name = _parse_params(rest, header)
     except ParseError:
         if is_digest:
             raise
-        return scheme, (), rest
+        return scheme, (), rest, {}
+    return scheme, params, None, by_name
 
 
 def _unfold(value: str, header: str) -> str:
@@ -155,26 +167,55 @@ def _unfold(value: str, header: str) -> str:
     return value.strip(WSP)
 
 
-def _parse_params(text: str, header: str) -> tuple[AuthParam, ...]:
-    """Parse ``auth-param *(COMMA auth-param)``: names unique, values token or quoted."""
-    try:
-        pieces = split_outside(text, ",")
-    except ParseError:
-        raise ParseError(f"Bad Request: malformed parameters in {header}") from None
+def _parse_params(text: str, header: str) -> tuple[tuple[AuthParam, ...], dict[str, str]]:
+    """Parse ``auth-param *(COMMA auth-param)``: names unique, values token or quoted.
+
+    Returns the params in order and by lower-case name.
+    """
+    plain = _PLAIN_PARAMS.fullmatch(text) is not None
+    if plain:  # every name a token, every value a token or a whole quoted string
+        pieces: list[tuple[str | None, str]] = _ONE_PARAM.findall(text)
+    else:  # the general rules, and their exact errors
+        try:
+            split = split_outside(text, ",")
+        except ParseError:
+            raise ParseError(f"Bad Request: malformed parameters in {header}") from None
+        pieces = [_split_param(piece) for piece in split]
     if len(pieces) > MAX_AUTH_PARAMS:
         raise ParseError(f"Bad Request: too many parameters in {header}")
     params: list[AuthParam] = []
-    seen: set[str] = set()
-    for piece in pieces:
-        name, eq, raw_value = piece.partition("=")
-        name = name.strip(WSP)
-        if not eq or not is_token(name):
+    by_name: dict[str, str] = {}
+    for name, raw_value in pieces:
+        if name is None:
             raise ParseError(f"Bad Request: malformed auth-param in {header}")
-        if name.lower() in seen:
+        lname = name.lower()
+        if lname in by_name:
             raise ParseError(f"Bad Request: repeated parameter in {header}")
-        seen.add(name.lower())
-        params.append((name, _param_value(raw_value.strip(WSP), header)))
-    return tuple(params)
+        if plain:
+            value = unquote(raw_value) if raw_value[0] == '"' else raw_value
+        else:
+            value = _param_value(raw_value, header)
+        by_name[lname] = value
+        params.append((name, value))
+    return tuple(params), by_name
+
+
+def _split_param(piece: str) -> tuple[str | None, str]:
+    """``(name, raw value)`` of one comma-separated piece; a ``None`` name is malformed."""
+    name, eq, raw_value = piece.partition("=")
+    name = name.strip(WSP)
+    if not eq or not is_token(name):
+        return None, ""
+    return name, raw_value.strip(WSP)
+
+
+_WORD = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_QUOTED_TEXT = r'"[^"\\]*(?:\\.[^"\\]*)*"'  # "(?:[^"\\]|\\.)*", unrolled: 2x faster
+_BARE_PARAM = rf"[ \t]*{_WORD}[ \t]*=[ \t]*(?:{_WORD}|{_QUOTED_TEXT})[ \t]*"
+# The usual form of a Digest header, checked and then split by the regex engine instead
+# of a character at a time. Linear: the quoted-string's alternatives cannot overlap.
+_PLAIN_PARAMS = re.compile(rf"{_BARE_PARAM}(?:,{_BARE_PARAM})*", re.DOTALL)
+_ONE_PARAM = re.compile(rf"[ \t]*({_WORD})[ \t]*=[ \t]*({_WORD}|{_QUOTED_TEXT})[ \t]*", re.DOTALL)
 
 
 def _param_value(text: str, header: str) -> str:
@@ -196,13 +237,18 @@ def _check_scheme(scheme: str) -> None:
         raise ProtocolMisuse(f"auth-scheme {scheme!r} is not a token")
 
 
-def _check_params(params: tuple[AuthParam, ...]) -> None:
-    """Our own values must be writable: token names, unique, no line breaks in values."""
-    seen: set[str] = set()
+def _checked_index(params: tuple[AuthParam, ...]) -> dict[str, str]:
+    """Our own values must be writable: token names, unique, no line breaks in values.
+
+    Returns them by lower-case name.
+    """
+    by_name: dict[str, str] = {}
     for name, value in params:
-        if not is_token(name) or name.lower() in seen or _has_line_break(value):
+        lname = name.lower()
+        if lname in by_name or _has_line_break(value) or not is_token(name):
             raise ProtocolMisuse(f"auth-param {name!r} cannot be written")
-        seen.add(name.lower())
+        by_name[lname] = value
+    return by_name
 
 
 def _has_line_break(text: str) -> bool:

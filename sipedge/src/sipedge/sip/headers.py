@@ -115,6 +115,11 @@ _LWS = re.compile(r"[ \t]+")
 _CALL_ID = re.compile(r"[^\s@]+(?:@[^\s@]+)?")
 _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 UINT32_MAX: Final = 2**32 - 1
+#: Method names known to be tokens, so the usual CSeq skips the token check.
+_METHOD_TOKENS: Final = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE"}
+    | {"NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"}
+)
 
 
 #: Every spelling met verbatim (canonical, lower-case, compact in both cases) → key, name.
@@ -140,6 +145,10 @@ def canonical_name(name: str) -> str:
 
 def parse_uint(text: str, what: str, maximum: int = UINT32_MAX) -> int:
     """A decimal number in ``0..maximum``; leading zeros allowed, no sign, no wrapping."""
+    if len(text) <= 10 and text.isdigit() and text.isascii():  # the usual "3600"
+        number = int(text)
+        if number <= maximum:
+            return number
     digits = text.strip(WSP).lstrip("0") or "0"
     if not (digits.isascii() and digits.isdigit()):
         raise ParseError(f"Bad Request: {what} is not a number")
@@ -271,6 +280,9 @@ class CSeq(NamedTuple):
 
 
 def parse_cseq(value: str) -> CSeq:
+    number, space, method = value.partition(" ")
+    if space and method in _METHOD_TOKENS and number.isdigit() and number.isascii():
+        return CSeq(parse_uint(number, "CSeq"), method)  # the usual "2 REGISTER"
     parts = _LWS.split(value.strip(WSP))
     if len(parts) != 2 or not is_token(parts[1]):
         raise ParseError("Bad Request: malformed CSeq")

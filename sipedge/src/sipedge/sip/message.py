@@ -16,9 +16,10 @@ from typing import TypeVar, cast
 
 from sipedge.sip.address import Address, parse_address
 from sipedge.sip.errors import ParseError, ProtocolMisuse
-from sipedge.sip.grammar import is_token
+from sipedge.sip.grammar import is_token, remembered
 from sipedge.sip.headers import (
     LIST_HEADERS,
+    SPELLINGS,
     ContactWildcard,
     ContentType,
     CSeq,
@@ -40,6 +41,7 @@ from sipedge.sip.uri import Uri, parse_uri
 
 T = TypeVar("T")
 _NONE: list[str] = []
+_MISSING = object()
 SIP_VERSION = "SIP/2.0"
 
 
@@ -137,7 +139,9 @@ class Headers:
         for index, field_ in enumerate(self._fields):
             if field_[0] == key:
                 self._fields[index] = (key, canonical, value)
-                self._changed(key)
+                self._cache.pop(key, None)
+                if self._index is not None:  # only this key's first value moved
+                    self._index[key] = [value, *self._index[key][1:]]
                 return
         self.add(name, value)
 
@@ -165,13 +169,14 @@ class Headers:
 
     def typed(self, name: str, parse: Callable[[Headers], T]) -> T:
         """``parse(self)``, computed once until a header called ``name`` changes."""
-        key = header_key(name)[0]
-        try:
-            return cast(T, self._cache[key])
-        except KeyError:
-            value = parse(self)
-            self._cache[key] = value
-            return value
+        return self._view(header_key(name)[0], parse)
+
+    def _view(self, key: str, parse: Callable[[Headers], T]) -> T:
+        """:meth:`typed` by lower-case canonical key (the message's own views)."""
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._cache[key] = parse(self)
+        return cast(T, value)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return ((name, value) for _, name, value in self._fields)
@@ -194,13 +199,25 @@ def _checked_name(name: str, value: str) -> tuple[str, str]:
     """Key and canonical name, after refusing what would corrupt the wire form."""
     if "\r" in value or "\n" in value:
         raise ProtocolMisuse(f"CR or LF in the value of {name}: header injection")
+    known = SPELLINGS.get(name)  # every spelling in the table is a token
+    if known is not None:
+        return known
     if not is_token(name):
         raise ProtocolMisuse(f"{name!r} is not a header name")
     return header_key(name)
 
 
+def _one(headers: Headers, key: str, name: str) -> str:
+    """The one value of a header that must appear exactly once (by key), else a 400."""
+    lines = headers._by_key(key)
+    if len(lines) != 1:
+        problem = "missing" if not lines else "more than one"
+        raise ParseError(f"Bad Request: {problem} {name} header")
+    return lines[0]
+
+
 def _vias(headers: Headers) -> list[Via]:
-    lines = headers.lines("Via")
+    lines = headers._by_key("via")
     if not lines:
         raise ParseError("Bad Request: missing Via header")
     return parse_vias(lines)
@@ -208,6 +225,58 @@ def _vias(headers: Headers) -> list[Via]:
 
 def _top_via(headers: Headers) -> Via:
     return headers.typed("Via", _vias)[0]
+
+
+def _call_id(headers: Headers) -> str:
+    return parse_call_id(_one(headers, "call-id", "Call-ID"))
+
+
+def _cseq(headers: Headers) -> CSeq:
+    return parse_cseq(_one(headers, "cseq", "CSeq"))
+
+
+def _from(headers: Headers) -> Address:
+    return parse_address(_one(headers, "from", "From"), "From")
+
+
+def _to(headers: Headers) -> Address:
+    return parse_address(_one(headers, "to", "To"), "To")
+
+
+def _contacts(headers: Headers) -> tuple[Address, ...] | ContactWildcard:
+    lines = headers._by_key("contact")
+    return parse_contacts(lines) if lines else ()
+
+
+def _routes(headers: Headers) -> tuple[Address, ...]:
+    lines = headers._by_key("route")
+    return parse_route_set(lines, "Route") if lines else ()
+
+
+def _record_routes(headers: Headers) -> tuple[Address, ...]:
+    lines = headers._by_key("record-route")
+    return parse_route_set(lines, "Record-Route") if lines else ()
+
+
+def _optional(name: str, parse: Callable[[str], T]) -> Callable[[Headers], T | None]:
+    """The typed view of a header that may be absent but must not be repeated."""
+    key = header_key(name)[0]
+
+    def parse_optional(headers: Headers) -> T | None:
+        if not headers._by_key(key):
+            return None
+        return parse(_one(headers, key, name))
+
+    return parse_optional
+
+
+def _parse_expires(value: str) -> int:
+    return parse_uint(value, "Expires")
+
+
+_max_forwards = _optional("Max-Forwards", parse_max_forwards)
+_expires = _optional("Expires", _parse_expires)
+_content_type = _optional("Content-Type", parse_content_type)
 
 
 class Message:
@@ -222,9 +291,11 @@ class Message:
         self.body = body
 
     # -- typed views (parsed on first use, 400 on malformed or missing) ---------------
+    # The views asked for most read the cache first (a parsed view is never empty).
     @property
     def vias(self) -> list[Via]:
-        return self.headers.typed("Via", _vias)
+        found = cast(list[Via] | None, self.headers._cache.get("via"))
+        return found or self.headers._view("via", _vias)
 
     @property
     def top_via(self) -> Via:
@@ -233,53 +304,72 @@ class Message:
     @property
     def branch(self) -> str | None:
         """The top Via's branch: the transaction key (RFC 3261 §17.2.3)."""
-        return self.top_via.branch
+        return self.vias[0].branch
 
     @property
     def call_id(self) -> str:
-        return self.headers.typed("Call-ID", lambda h: parse_call_id(h.single("Call-ID")))
+        found = cast(str | None, self.headers._cache.get("call-id"))
+        return found or self.headers._view("call-id", _call_id)
 
     @property
     def cseq(self) -> CSeq:
-        return self.headers.typed("CSeq", lambda h: parse_cseq(h.single("CSeq")))
+        found = cast(CSeq | None, self.headers._cache.get("cseq"))
+        return found or self.headers._view("cseq", _cseq)
 
     @property
     def from_(self) -> Address:
-        return self.headers.typed("From", lambda h: parse_address(h.single("From"), "From"))
+        found = cast(Address | None, self.headers._cache.get("from"))
+        return found or self.headers._view("from", _from)
 
     @property
     def to(self) -> Address:
-        return self.headers.typed("To", lambda h: parse_address(h.single("To"), "To"))
+        found = cast(Address | None, self.headers._cache.get("to"))
+        return found or self.headers._view("to", _to)
 
     @property
     def max_forwards(self) -> int | None:
-        return self.headers.typed("Max-Forwards", _optional("Max-Forwards", parse_max_forwards))
+        return self.headers._view("max-forwards", _max_forwards)
 
     @property
     def expires(self) -> int | None:
-        return self.headers.typed("Expires", _optional("Expires", _parse_expires))
+        return self.headers._view("expires", _expires)
 
     @property
     def contacts(self) -> tuple[Address, ...] | ContactWildcard:
-        return self.headers.typed("Contact", lambda h: parse_contacts(h.lines("Contact")))
+        return self.headers._view("contact", _contacts)
 
     @property
     def routes(self) -> tuple[Address, ...]:
-        return self.headers.typed("Route", lambda h: parse_route_set(h.lines("Route"), "Route"))
+        return self.headers._view("route", _routes)
 
     @property
     def record_routes(self) -> tuple[Address, ...]:
-        return self.headers.typed(
-            "Record-Route", lambda h: parse_route_set(h.lines("Record-Route"), "Record-Route")
-        )
+        return self.headers._view("record-route", _record_routes)
 
     @property
     def content_type(self) -> ContentType | None:
-        return self.headers.typed("Content-Type", _optional("Content-Type", parse_content_type))
+        return self.headers._view("content-type", _content_type)
+
+    def replace_top_via(self, via: Via) -> None:
+        """Rewrite the first via-parm as ``via``; the others keep their bytes (RFC 3581 §4).
+
+        The typed view is updated rather than dropped: ``via`` came from parsing this
+        Via and only its parameters changed, so parsing its text would give it back.
+        """
+        vias = self.vias
+        headers = self.headers
+        line = headers._by_key("via")[0]
+        values = split_list([line], "Via") if "," in line else [line]
+        values[0] = str(via)
+        headers.replace_first("Via", ", ".join(values))
+        headers._cache["via"] = [via, *vias[1:]]
 
     def option_tags(self, name: str) -> tuple[str, ...]:
         """Tokens of Allow, Supported, Require, Proxy-Require, Unsupported, Allow-Events."""
-        return self.headers.typed(name, lambda h: parse_tokens(h.lines(name), name))
+        key = header_key(name)[0]
+        if not self.headers._by_key(key):
+            return ()
+        return self.headers._view(key, lambda h: parse_tokens(h._by_key(key), name))
 
     # -- serialization -------------------------------------------------------------
     def start_line(self) -> str:
@@ -293,20 +383,6 @@ class Message:
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
     __bytes__ = to_bytes
-
-
-def _parse_expires(value: str) -> int:
-    return parse_uint(value, "Expires")
-
-
-def _optional(name: str, parse: Callable[[str], T]) -> Callable[[Headers], T | None]:
-    def parse_optional(headers: Headers) -> T | None:
-        lines = headers.lines(name)
-        if not lines:
-            return None
-        return parse(headers.single(name))
-
-    return parse_optional
 
 
 class Request(Message):
@@ -374,7 +450,10 @@ class Response(Message):
 
 
 #: Header fields a response copies from its request (RFC 3261 §8.2.6.2), in this order.
-_COPIED_TO_RESPONSE = ("Via", "From", "To", "Call-ID", "CSeq")
+_COPIED_TO_RESPONSE = tuple(header_key(name) for name in ("Via", "From", "To", "Call-ID", "CSeq"))
+#: Copied fields whose typed views the response can share: same lines, same values
+#: (To is left out: the response's To gets a tag).
+_SHARED_VIEWS = ("via", "from", "call-id", "cseq")
 
 
 def make_response(
@@ -386,13 +465,37 @@ def make_response(
     To when To has none yet (§8.2.6.2; not for 100 Trying); a 100 copies Timestamp
     (§8.2.6.1). The caller adds Contact, Record-Route and the rest.
     """
+    tagged_to = None
+    if to_tag is not None and status != 100 and request.to.tag is None:
+        tagged_to = _tagged_to(request, to_tag)
     response = Response(status, reason)
     fields = response.headers._fields
-    for name in _COPIED_TO_RESPONSE:
-        key, canonical = header_key(name)
-        fields.extend((key, canonical, value) for value in request.headers._by_key(key))
+    by_key = request.headers._by_key
+    for key, canonical in _COPIED_TO_RESPONSE:
+        if key == "to" and tagged_to is not None:
+            fields.append((key, canonical, tagged_to))  # request.to said: exactly one To
+        else:
+            fields.extend([(key, canonical, value) for value in by_key(key)])
+    parsed, shared = request.headers._cache, response.headers._cache
+    for key in _SHARED_VIEWS:
+        if key in parsed:
+            view = parsed[key]
+            shared[key] = list(view) if isinstance(view, list) else view
     if status == 100:
         fields.extend(("timestamp", "Timestamp", v) for v in request.headers._by_key("timestamp"))
-    if to_tag is not None and status != 100 and request.to.tag is None:
-        response.headers.set("To", str(request.to.with_tag(to_tag)))
     return response
+
+
+def _tagged_to(request: Request, tag: str) -> str:
+    """``str(request.to.with_tag(tag))``: the To a response carries (§8.2.6.2)."""
+    to = request.to
+    if "\r" in tag or "\n" in tag:
+        raise ProtocolMisuse("CR or LF in the value of To: header injection")
+    if "tag" in to.params:  # a bare ";tag" gets its value where it stands
+        return str(to.with_tag(tag))
+    # Otherwise the tag goes last: the address as it would be written, then ";tag=".
+    return _written_address(request.headers._by_key("to")[0]) + ";tag=" + tag
+
+
+#: ``str(parse_address(text))`` by ``text``: the To of the answers to one request.
+_written_address = remembered(lambda text, what: str(parse_address(text, what)), "To")

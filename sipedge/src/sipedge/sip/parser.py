@@ -90,10 +90,11 @@ def _header_fields(block: str, max_line: int) -> list[tuple[str, str, str]]:
     pairs = _FIELD.findall(block)
     if len(pairs) != block.count("\r\n") + 1:
         raise ParseError("Bad Request: header line without a colon")
+    long_lines = len(block) > max_line  # else no line can be too long
     spelling = SPELLINGS.get
     fields: list[tuple[str, str, str]] = []
     for name, value in pairs:
-        if len(value) > max_line or len(name) > max_line:
+        if long_lines and (len(value) > max_line or len(name) > max_line):
             raise MessageTooLarge("Message Too Large: header line too long")
         known = spelling(name) or _unusual_name(name)
         fields.append((known[0], known[1], value.strip(" \t")))

@@ -16,7 +16,14 @@ import re
 from typing import NamedTuple
 
 from sipedge.sip.errors import ParseError
-from sipedge.sip.grammar import DEFAULT_MAX_PARAMS, EMPTY_PARAMS, Params, escape, unescape
+from sipedge.sip.grammar import (
+    DEFAULT_MAX_PARAMS,
+    EMPTY_PARAMS,
+    Params,
+    escape,
+    remembered,
+    unescape,
+)
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 # RFC 3261 §25.1 SIP-URI in one pass; every group is linear (no nested quantifiers).
@@ -128,7 +135,7 @@ class AbsoluteUri(NamedTuple):
 Uri = SipUri | TelUri | AbsoluteUri
 
 
-def parse_uri(text: str, what: str = "URI") -> Uri:
+def _parse_uri(text: str, what: str) -> Uri:
     """Parse any URI SIP carries; other schemes become :class:`AbsoluteUri`."""
     scheme, colon, rest = text.partition(":")
     if not colon or _SCHEME.fullmatch(scheme) is None:
@@ -141,6 +148,11 @@ def parse_uri(text: str, what: str = "URI") -> Uri:
     if not rest or any(ch in rest for ch in ' \t\r\n<>"'):
         raise ParseError(f"Bad Request: malformed {what}")
     return AbsoluteUri(lscheme, rest)
+
+
+#: Parse any URI SIP carries; other schemes become :class:`AbsoluteUri` (results are
+#: remembered: a Request-URI or a contact comes again and again).
+parse_uri = remembered(_parse_uri, "URI")
 
 
 def _parse_sip(scheme: str, rest: str, what: str) -> SipUri:
