@@ -56,11 +56,13 @@ class Scheme:
 
     @classmethod
     def for_method(cls, method: str) -> Scheme:
-        if method == "REGISTER":
-            return cls(401, "Unauthorized", "WWW-Authenticate", "Authorization")
-        return cls(
-            407, "Proxy Authentication Required", "Proxy-Authenticate", "Proxy-Authorization"
-        )
+        return _REGISTRAR_SCHEME if method == "REGISTER" else _PROXY_SCHEME
+
+
+_REGISTRAR_SCHEME = Scheme(401, "Unauthorized", "WWW-Authenticate", "Authorization")
+_PROXY_SCHEME = Scheme(
+    407, "Proxy Authentication Required", "Proxy-Authenticate", "Proxy-Authorization"
+)
 
 
 class Authenticator:

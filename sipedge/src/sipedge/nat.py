@@ -10,9 +10,10 @@ it wrote in Via or in its Contact: then requests to it must go to that real sour
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
-from sipedge.sip.headers import Via, split_list
+from sipedge.sip.headers import Via
 from sipedge.sip.message import Request, Response
 from sipedge.sip.transaction import Peer
 
@@ -23,24 +24,14 @@ def stamp_received(request: Request, source: Peer) -> None:
     """Add ``received``/``rport`` to the request's top Via as RFC 3581 §4 says."""
     via = request.top_via
     params = via.params
-    changed = False
+    wants_rport = "rport" in params
     # RFC 3581 §4: with rport, received is added even when it equals the sent-by host.
-    if via.wants_rport or _host_of(via.host) != source.host or "received" in params:
+    if wants_rport or _host_of(via.host) != source.host or "received" in params:
         params = params.replace("received", _bracketed(source.host))
-        changed = True
-    if via.wants_rport:
+    if wants_rport:
         params = params.replace("rport", str(source.port))
-        changed = True
-    if changed:
-        _replace_top_via(request, via._replace(params=params))
-
-
-def _replace_top_via(request: Request, via: Via) -> None:
-    """Rewrite only the first via-parm; the others keep their bytes."""
-    first_line = request.headers.lines("Via")[0]
-    values = split_list([first_line], "Via")
-    values[0] = str(via)
-    request.headers.replace_first("Via", ", ".join(values))
+    if params is not via.params:
+        request.replace_top_via(Via(via.transport, via.host, via.port, params, via.protocol))
 
 
 def response_destination(response: Response, transport: str) -> Peer:
@@ -51,6 +42,7 @@ def response_destination(response: Response, transport: str) -> Peer:
     return Peer(transport, host, port)
 
 
+@functools.lru_cache(maxsize=4096)
 def _host_of(host: str) -> str:
     """A host without IPv6 brackets, IPv4-mapped IPv6 folded to IPv4, lower-case."""
     bare = host[1:-1] if host.startswith("[") else host

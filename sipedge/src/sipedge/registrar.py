@@ -25,8 +25,10 @@ and RFC 3327 Path are not implemented: instance and reg-id are stored and echoed
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
+import math
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -237,10 +239,18 @@ def _reachable_as_written(uri: SipUri, source: Source) -> bool:
     """The Contact names the address and port the request came from (no NAT between)."""
     if uri.effective_port != source.port:
         return False
+    address = _ip_text(uri.host_address)
+    # a host name in Contact: we cannot tell, so treat it as NAT
+    return address is not None and address == _ip_text(source.ip)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_text(host: str) -> str | None:
+    """The canonical text of an IP address literal (equal texts: equal addresses), or None."""
     try:
-        return ipaddress.ip_address(uri.host_address) == ipaddress.ip_address(source.ip)
-    except ValueError:  # a host name in Contact: we cannot tell, so treat it as NAT
-        return False
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
 
 
 def contact_value(binding: Binding, now: float) -> str:
@@ -278,8 +288,14 @@ def build_response(
         for binding in bindings_after:
             if binding.is_live(now):
                 response.headers.add("Contact", contact_value(binding, now))
-        response.headers.add("Date", formatdate(now, usegmt=True))
+        response.headers.add("Date", _http_date(math.floor(now)))
     return response
+
+
+@functools.lru_cache(maxsize=4)
+def _http_date(second: int) -> str:
+    """The Date header's value (RFC 3261 §20.17) for a whole second: one per second."""
+    return formatdate(second, usegmt=True)
 
 
 def _derived_tag(request: Request) -> str:
