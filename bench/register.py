@@ -124,6 +124,7 @@ def measure(target: str, args: argparse.Namespace, workdir: Path, csv: Path) -> 
                 recv_timeout_ms=args.recv_timeout_ms,
                 timeout_s=args.max_seconds,
                 name=f"register-{target}",
+                transport=args.sipp_transport,
             )
             result = run_sipp(options, workdir, timeout_s=args.max_seconds + 30)
             if not server.alive():
@@ -149,6 +150,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--verify",
         action="store_true",
         help="also check every 200's Contact (costs SIPp CPU: lower, generator-bound rates)",
+    )
+    parser.add_argument(
+        "--sipp-transport",
+        choices=("un", "u1"),
+        default="un",
+        help="SIPp -t: a UDP socket per registering phone (un, default) or one for all (u1)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     return parser.parse_args(argv)

@@ -54,6 +54,8 @@ BENCH_DOMAIN = "bench.cloudpbx.test"
 BENCH_TENANT = "bench"
 BENCH_SECRET = "bench-passwords"
 FIRST_USER = 100_000
+#: -max_socket with ``-t un``: sockets beyond it are reused round robin by new calls.
+MAX_SOCKETS = 4096
 
 EXIT_STATUS: Mapping[int, str] = {
     0: "every call succeeded",
@@ -203,6 +205,9 @@ class SippOptions:
     recv_timeout_ms: int | None = 10_000
     #: -timeout N -timeout_error: SIPp gives up (non-zero status) after N seconds.
     timeout_s: int | None = None
+    #: -t: ``u1`` one UDP socket for every call; ``un`` a socket per call, as N phones
+    #: would have (their flows then spread over an SO_REUSEPORT group like real phones').
+    transport: str = "u1"
     #: -fd: a statistics row every N seconds.
     stat_interval_s: int = 1
     #: -trace_msg: keep every message (tests: yes; load runs: no).
@@ -259,6 +264,9 @@ def sipp_command(options: SippOptions, files: SippFiles) -> list[str]:
         command.append(options.remote)
     command += ["-sf", str(options.scenario), "-i", local_ip, "-p", str(local_port)]
     command += ["-mp", str(media_port), "-ci", local_ip, "-bind_local", "-nostdin"]
+    command += ["-t", options.transport]
+    if options.transport == "un":  # SIPp's default (50,000) exceeds the open-file limit
+        command += ["-max_socket", str(MAX_SOCKETS)]
     command += ["-trace_stat", "-stf", str(files.stat), "-fd", str(options.stat_interval_s)]
     command += ["-trace_err", "-error_file", str(files.errors)]
     command += ["-trace_screen", "-screen_file", str(files.screen)]
