@@ -48,7 +48,7 @@ from redis.asyncio import Redis
 from contracts.keys import tenant_key_pattern
 from sipbench import User, make_users, write_tenant_manifest
 from sipedge.adapters.transport import Inbound
-from sipedge.app import EdgeProcess
+from sipedge.app import EdgeProcess, settle_heap
 from sipedge.config import EdgeConfig, Listen
 from sipedge.sip.auth import parse_challenge
 from sipedge.sip.digest import answer_challenge
@@ -230,6 +230,8 @@ async def run_once(
     clock = Clock(profile)
     try:
         await register_all(pipeline, None, warmup, passwords, args.window)
+        if not args.default_gc:
+            settle_heap()  # as sipedge.app.serve does once a worker is up
         for round_ in range(args.rounds):
             await register_all(pipeline, clock, users, passwords, args.window, 2 * round_ + 1)
     finally:
@@ -263,7 +265,7 @@ async def run(args: argparse.Namespace, manifests: Path) -> None:
     if profile is not None:
         stats = pstats.Stats(profile, stream=sys.stdout)
         if args.profile == "-":
-            stats.sort_stats("tottime").print_stats(40)
+            stats.sort_stats(args.sort).print_stats(40)
         else:
             stats.dump_stats(args.profile)
 
@@ -276,6 +278,10 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=64, help="requests in flight")
     parser.add_argument("--redis", default=None, help="a redis:// URL (default: memory store)")
     parser.add_argument("--profile", default=None, help="cProfile output file, or -")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="skip sipedge.app.settle_heap (compare)"
+    )
+    parser.add_argument("--sort", default="tottime", help="profile order (tottime, cumtime)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edge-pipeline-") as folder:
         manifests = Path(folder)

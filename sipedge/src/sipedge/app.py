@@ -9,6 +9,7 @@ UDP bindings so their pinholes stay open.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -32,6 +33,10 @@ from sipedge.ua import UserAgent
 log = logging.getLogger("sipedge.app")
 
 GAUGE_INTERVAL_S = 5.0
+#: Allocations between young-generation collections (CPython's default is 700). A
+#: request allocates a few hundred container objects that die young; at 700 the
+#: collector ran every couple of requests and re-scanned each transaction still alive.
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 class EdgeProcess:
@@ -123,12 +128,25 @@ class EdgeProcess:
         self.edge.request(options, Peer(source.transport, source.ip, source.port), lambda e: None)
 
 
+def settle_heap() -> None:
+    """Freeze what start-up built and collect less often (measured: GC was 15-40 % of
+    a busy worker's CPU, mostly re-scanning the tenant snapshots at every full
+    collection; frozen objects are never scanned again).
+
+    Call once the process has loaded its tenants and opened its sockets.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(
     config: EdgeConfig, worker: int = 0, on_ready: Callable[[], None] | None = None
 ) -> None:
     """Run one edge process until SIGTERM or SIGINT, then shut down gracefully."""
     process = EdgeProcess(config, worker)
     await process.start()
+    settle_heap()
     if on_ready is not None:
         on_ready()
     stop = asyncio.Event()
