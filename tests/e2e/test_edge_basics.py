@@ -8,6 +8,8 @@ import subprocess
 import urllib.request
 from typing import Any
 
+import pytest
+
 from sipedge.sip.framing import parse_datagram
 from sipedge.sip.message import Response
 
@@ -99,3 +101,60 @@ def test_sha256_challenges_when_configured(edge_factory: Any) -> None:
         for value in challenge.headers.lines("WWW-Authenticate")
     ]
     assert algorithms == ["SHA-256", "MD5"]
+
+
+def metric(edge: Any, name: str) -> float:
+    """The sum of a metric's samples on the edge's /metrics page."""
+    page = urllib.request.urlopen(f"http://127.0.0.1:{edge.metrics_port}/metrics").read()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in page.decode().splitlines()
+        if line.startswith((name + " ", name + "{"))
+    )
+
+
+def first_attempt(edge: Any, method: str, branch: str) -> bytes:
+    """A REGISTER or INVITE without credentials (SIPp's and every phone's first try)."""
+    target = edge.domain if method == "REGISTER" else f"2002@{edge.domain}"
+    return (
+        f"{method} sip:{target} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:9;branch={branch};rport\r\nMax-Forwards: 70\r\n"
+        f"From: <sip:2001@{edge.domain}>;tag=f-{branch}\r\nTo: <sip:{target}>\r\n"
+        f"Call-ID: {branch}@test\r\nCSeq: 1 {method}\r\n"
+        "Contact: <sip:2001@127.0.0.1:9>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_first_attempts_are_challenged_without_a_transaction(edge: Any) -> None:
+    """RFC 3261 §8.2.7: 401/407 come from a stateless UAS; retransmissions see the same
+    To tag, other requests another, and the ACK of a 407 is absorbed without an answer."""
+    before = metric(edge, "sip_server_transactions_total")
+    first = udp_exchange(edge.port, first_attempt(edge, "REGISTER", "z9hG4bK-sl1"))
+    again = udp_exchange(edge.port, first_attempt(edge, "REGISTER", "z9hG4bK-sl1"))
+    other = udp_exchange(edge.port, first_attempt(edge, "REGISTER", "z9hG4bK-sl2"))
+    invite = udp_exchange(edge.port, first_attempt(edge, "INVITE", "z9hG4bK-sl3"))
+    assert [first.status, again.status, other.status, invite.status] == [401, 401, 401, 407]
+    assert first.to.tag is not None
+    assert first.to.tag.startswith("sl")
+    assert again.to.tag == first.to.tag
+    assert other.to.tag != first.to.tag
+    assert first.headers.get("WWW-Authenticate") is not None
+    assert invite.headers.get("Proxy-Authenticate") is not None
+    assert invite.top_via.received == "127.0.0.1"
+    ack = (
+        f"ACK sip:2002@{edge.domain} SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-sl3;rport\r\nMax-Forwards: 70\r\n"
+        f"From: <sip:2001@{edge.domain}>;tag=f-z9hG4bK-sl3\r\n"
+        f"To: <sip:2002@{edge.domain}>;tag={invite.to.tag}\r\n"
+        "Call-ID: z9hG4bK-sl3@test\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.5)
+        sock.sendto(ack, ("127.0.0.1", edge.port))
+        with pytest.raises(TimeoutError):
+            sock.recvfrom(65535)  # never answered
+    assert metric(edge, "sip_server_transactions_total") == before
+    assert metric(edge, "sip_challenges_total") >= 4
+    assert edge.alive()
+    assert "Traceback" not in edge.log.read_text()

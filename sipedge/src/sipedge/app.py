@@ -143,16 +143,20 @@ def settle_heap() -> None:
 async def serve(
     config: EdgeConfig, worker: int = 0, on_ready: Callable[[], None] | None = None
 ) -> None:
-    """Run one edge process until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run one edge process until SIGTERM or SIGINT, then shut down gracefully.
+
+    The signal handlers come first: a SIGTERM that arrives while the process loads its
+    tenants or right after it said it is ready still means a graceful stop.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     process = EdgeProcess(config, worker)
     await process.start()
     settle_heap()
     if on_ready is not None:
         on_ready()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("edge worker %d draining", worker)
     await process.stop()

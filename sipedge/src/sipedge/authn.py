@@ -127,6 +127,14 @@ class Authenticator:
             return AuthResult(Outcome.BAD_REQUEST, detail=verification.detail)
         return AuthResult(Outcome.CHALLENGE, detail=verdict.value)
 
+    def has_credentials(self, request: Request, realm: str) -> bool:
+        """Does the request carry digest credentials for ``realm``? (Malformed ones: a
+        ParseError, as :meth:`check` would raise.)"""
+        scheme = Scheme.for_method(request.method)
+        if not request.headers.lines(scheme.credentials_header):
+            return False
+        return _credentials_for(request, scheme.credentials_header, realm) is not None
+
     def challenge(
         self,
         request: Request,

@@ -94,6 +94,8 @@ class Edge:
             try:
                 stamp_received(item, inbound.source)  # first: even a refusal goes back there
                 check_request(item, SUPPORTED)
+                if self.tu is not None and self.tu.screen(item, inbound):
+                    return  # answered statelessly, no transaction (RFC 3261 §8.2.7)
             except ParseError as exc:
                 self._reply_stateless(item.headers, exc, inbound)
                 return
@@ -129,10 +131,15 @@ class Edge:
                 response.headers.add(name, value)
         except ParseError:
             return  # not even CSeq readable: drop (RFC 3261 §18.3)
+        self.reply_stateless(response, inbound)
+
+    def reply_stateless(self, response: Response, inbound: Inbound) -> None:
+        """Send a response to ``inbound``'s request without a server transaction: where
+        §18.2.2 says, with ``received`` being the packet's source (RFC 3581)."""
         destination = inbound.source  # streams: the connection; a broken Via: the sender
         if destination.transport == "UDP":
             with contextlib.suppress(ParseError):
-                via = response.top_via  # §18.2.2 with received = the packet's source
+                via = response.top_via
                 port = destination.port if via.wants_rport else (via.port or 5060)
                 destination = Peer("UDP", destination.host, port)
         self._write(response, destination, inbound.listener)
@@ -253,6 +260,12 @@ class Edge:
 
 class TransactionUser:
     """What the edge hands requests to (implemented by :class:`sipedge.ua.UserAgent`)."""
+
+    def screen(self, request: Request, inbound: Inbound) -> bool:
+        """Answer ``request`` statelessly before any transaction exists, if it can be
+        (True: done, the transaction layer never sees it). Runs on every request that
+        passed the sanity stage, so it must be cheap and must not await."""
+        return False
 
     def on_request(self, request: Request, key: TransactionKey, inbound: Inbound) -> None:
         raise NotImplementedError

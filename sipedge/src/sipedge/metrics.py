@@ -24,6 +24,7 @@ class Metrics:
         self._requests_out: dict[str, Any] = {}
         self._responses_in: dict[str, Any] = {}
         self._responses_out: dict[str, Any] = {}
+        self._challenges: dict[str, Any] = {}
         self.requests_in = Counter(
             "sip_requests_received", "SIP requests received", ["method"], registry=r
         )
@@ -44,6 +45,10 @@ class Metrics:
         )
         self.transactions = Counter(
             "sip_server_transactions", "Server transactions started", registry=r
+        )
+        self.challenges = Counter(
+            "sip_challenges", "401/407 challenges sent without a transaction", ["method"],
+            registry=r,
         )
         self.auth_failures = Counter(
             "sip_auth_failures", "Refused credentials", ["tenant"], registry=r
@@ -79,6 +84,9 @@ class Metrics:
 
     def stray_response(self) -> None:
         self.strays.inc()
+
+    def challenged(self, method: str) -> None:
+        _child(self._challenges, self.challenges, _method(method)).inc()
 
     def transaction_started(self) -> None:
         self.transactions.inc()

@@ -11,6 +11,7 @@ handling a request is answered (a ParseError with its status, a store problem wi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
@@ -39,6 +40,18 @@ from sipedge.tenants import TenantDirectory
 log = logging.getLogger("sipedge.ua")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK"
+#: Requests challenged before they are handled (REGISTER: 401, INVITE: 407).
+_CHALLENGED = frozenset({"REGISTER", "INVITE"})
+#: Starts the To tag of every stateless answer; the tags of dialogs are hex, never "s".
+STATELESS_TAG_PREFIX = "sl"
+
+
+def stateless_tag(request: Request) -> str:
+    """The To tag of a stateless answer to ``request``: the same for its retransmissions
+    (same Call-ID, From tag and branch), different for any other request."""
+    key = f"{request.call_id}\x00{request.from_.tag}\x00{request.branch}"
+    digest = hashlib.blake2s(key.encode("utf-8", "surrogateescape"), digest_size=6)
+    return STATELESS_TAG_PREFIX + digest.hexdigest()
 
 
 class UserAgent(TransactionUser):
@@ -57,6 +70,32 @@ class UserAgent(TransactionUser):
         self._edge_name = f"{socket.gethostname()}/{os.getpid()}"
 
     # -- entry points from the edge ------------------------------------------------------
+    def screen(self, request: Request, inbound: Inbound) -> bool:
+        """Challenge a REGISTER or INVITE without credentials for its realm statelessly.
+
+        RFC 3261 §8.2.7 names this the most common use of a stateless UAS: half of all
+        requests are such first attempts, and a challenge needs no transaction, no task
+        and no store. A lost 401/407 is recovered by the client's retransmission, which
+        gets a new one; the To tag is derived from the request (:func:`stateless_tag`),
+        so retransmissions see the same tag and the ACK of a 407 is recognised and
+        dropped without a lookup (:meth:`on_ack`).
+        """
+        method = request.method
+        if method not in _CHALLENGED or request.to.tag is not None:
+            return False
+        if method == "INVITE" and not self.edge.accepting:
+            return False  # the transaction path answers 503
+        _, realm = self._tenant_of(request)
+        if self.auth.has_credentials(request, realm):
+            return False
+        source = inbound.source.host
+        challenge = self.auth.challenge(
+            request, realm, source, self.edge.wall(), stale=False, to_tag=stateless_tag(request)
+        )
+        self.edge.reply_stateless(challenge, inbound)
+        self.edge.metrics.challenged(method)
+        return True
+
     def on_request(self, request: Request, key: TransactionKey, inbound: Inbound) -> None:
         self._spawn(self._handle(request, key, inbound), request, key)
 
@@ -64,6 +103,9 @@ class UserAgent(TransactionUser):
         self.calls.on_cancel(event)
 
     def on_ack(self, ack: Request, inbound: Inbound | None) -> None:
+        tag = ack.to.tag
+        if tag is not None and tag.startswith(STATELESS_TAG_PREFIX):
+            return  # the ACK of a stateless 407: nothing to do (§8.2.7)
         self._spawn(self.calls.on_ack(ack), ack, None)
 
     def _spawn(

@@ -56,7 +56,9 @@ class _Udp(asyncio.DatagramProtocol):
         try:
             item: Request | Response | ParseError = parse_datagram(data)
         except ParseError as exc:
-            item = exc
+            # Without its traceback: that holds this frame, whose ``item`` holds the
+            # error, a cycle only the cyclic GC would free (one per bad datagram).
+            item = exc.with_traceback(None)
         self.deliver(Inbound(item, source, self.listen))
 
     def error_received(self, exc: Exception) -> None:

@@ -61,6 +61,9 @@ class Setup:
     a_tag: str
     b_call_id: str
     b_from_tag: str
+    #: The B leg's From and To URIs (the caller's and the callee's AORs), as we wrote them.
+    b_local_uri: str
+    b_remote_uri: str
     forks: list[Fork] = field(default_factory=list)
     answered: bool = False
     finished: bool = False
@@ -76,6 +79,7 @@ class CallControl:
         self.dialogs = dialogs
         self._setups: dict[TransactionKey, Setup] = {}
         self._retransmits: dict[str, asyncio.TimerHandle] = {}
+        self._contacts: dict[tuple[str, str], str] = {}
 
     @staticmethod
     def new_tag() -> str:
@@ -84,10 +88,13 @@ class CallControl:
     def identity(self, tenant: str, transport: str = "UDP") -> Identity:
         """A fresh Via (new branch) and our Contact, which names the tenant in its user part
         so an in-dialog request tells us whose dialog store entry to read."""
-        listen = self.edge.config.listens[0]
-        host = self.edge.config.advertised_host
-        shown = f"[{host}]" if ":" in host else host
-        contact = f"<sip:{tenant}@{shown}:{listen.port};transport={transport.lower()}>"
+        contact = self._contacts.get((tenant, transport))
+        if contact is None:
+            listen = self.edge.config.listens[0]
+            host = self.edge.config.advertised_host
+            shown = f"[{host}]" if ":" in host else host
+            contact = f"<sip:{tenant}@{shown}:{listen.port};transport={transport.lower()}>"
+            self._contacts[(tenant, transport)] = contact
         return Identity(self.edge.via_for(transport), contact, self.edge.config.user_agent)
 
     # -- a new call ------------------------------------------------------------------------
@@ -126,11 +133,13 @@ class CallControl:
             a_tag,
             f"{secrets.token_hex(12)}@{self.edge.config.advertised_host}",
             self.new_tag(),
+            f"sip:{caller.number}@{tenant.domain}",
+            aor,
         )
         self._setups[key] = setup
         shown = f'"{caller.display_name}" ' if caller.display_name else ""
-        from_value = f"{shown}<sip:{caller.number}@{tenant.domain}>;tag={setup.b_from_tag}"
-        to_value = f"<sip:{callee.number}@{tenant.domain}>"
+        from_value = f"{shown}<{setup.b_local_uri}>;tag={setup.b_from_tag}"
+        to_value = f"<{aor}>"
         max_forwards = (invite.max_forwards if invite.max_forwards is not None else 70) - 1
         for binding in bindings:
             fork_invite = b_leg_invite(
@@ -240,8 +249,8 @@ class CallControl:
             call_id=setup.b_call_id,
             local_tag=setup.b_from_tag,
             remote_tag=response.to.tag or "",
-            local_uri=str(fork.invite.from_.uri),
-            remote_uri=str(fork.invite.to.uri),
+            local_uri=setup.b_local_uri,
+            remote_uri=setup.b_remote_uri,
             remote_target=target,
             route_set=tuple(str(r) for r in reversed(response.record_routes)),
             local_cseq=fork.invite.cseq.number,
@@ -388,7 +397,10 @@ class CallControl:
     # -- in-dialog requests ----------------------------------------------------------------------
     async def in_dialog(self, request: Request, key: TransactionKey, inbound: Inbound) -> None:
         tenant = request.uri.user if isinstance(request.uri, SipUri) else None
-        call = await self.dialogs.get(tenant or "", request.call_id) if tenant else None
+        if tenant and request.method == "BYE":
+            await self._bye(tenant, request, key)
+            return
+        call = await self.dialogs.get(tenant, request.call_id) if tenant else None
         legs = call.leg_of(request.call_id) if call is not None else None
         if call is None or legs is None:
             self._reply(key, request, 481, "Call/Transaction Does Not Exist", None)
@@ -398,9 +410,6 @@ class CallControl:
             self._reply(key, request, 500, "Server Internal Error: CSeq out of order", None)
             return
         call = call.with_leg(_replace_remote_cseq(this, request.cseq.number))
-        if request.method == "BYE":
-            await self._bye(call, request, key, other)
-            return
         other = other.next_cseq()
         call = call.with_leg(other)
         await self.dialogs.put(call, self.edge.wall())
@@ -414,19 +423,27 @@ class CallControl:
             lambda event: self._relay_back(call, request, key, other, event),
         )
 
-    async def _bye(self, call: Call, request: Request, key: TransactionKey, other: Leg) -> None:
+    async def _bye(self, tenant: str, request: Request, key: TransactionKey) -> None:
+        """End the call (RFC 3261 §15.1.2) and BYE its other leg. The call is taken from
+        the store in one step, so of two BYEs (one from each side, or one reaching two
+        processes) exactly one ends it; the other finds no dialog (481)."""
+        call = await self.dialogs.take(tenant, request.call_id)
+        legs = call.leg_of(request.call_id) if call is not None else None
+        if call is None or legs is None:
+            self._reply(key, request, 481, "Call/Transaction Does Not Exist", None)
+            return
+        this, other = legs
+        if request.cseq.number <= this.remote_cseq:
+            await self.dialogs.put(call, self.edge.wall())  # not a BYE to act on: keep it
+            self._reply(key, request, 500, "Server Internal Error: CSeq out of order", None)
+            return
         self._reply(key, request, 200, "OK", None)
-        log.info(
+        log.debug(
             "call ended by BYE",
-            extra={
-                "call_id": request.call_id,
-                "tenant": call.tenant,
-                "other_call_id": other.call_id,
-            },
+            extra={"call_id": request.call_id, "tenant": tenant, "other_call_id": other.call_id},
         )
-        if await self.dialogs.delete(call):
-            self._send_bye(other, call.tenant)
-            self.edge.metrics.calls.labels(call.tenant, "ended").inc()
+        self._send_bye(other, tenant)
+        self.edge.metrics.calls.labels(tenant, "ended").inc()
 
     def _relay_back(
         self, call: Call, request: Request, key: TransactionKey, other: Leg, event: ClientEvent

@@ -109,7 +109,7 @@ class StreamFramer:
             while (item := self._next()) is not None:
                 out.append(item)
         except FramingError as exc:
-            self._broken = Broken(exc)
+            self._broken = Broken(exc.with_traceback(None))  # no frame cycle to keep
             self._buffer.clear()
             out.append(self._broken)
         return out
