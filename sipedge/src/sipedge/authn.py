@@ -12,14 +12,14 @@ svwar and svmap cannot tell which tenants and extensions exist.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from contracts.snapshot import Extension, TenantSnapshot
 from sipedge.sip.auth import Credentials, parse_credentials
 from sipedge.sip.digest import DigestServer, NonceCounter, Verdict, ha1_key
-from sipedge.sip.errors import ParseError
-from sipedge.sip.message import Request, Response, make_response
+from sipedge.sip.message import Headers, Request, Response, make_response
 
 #: What is offered by default: MD5 only. The snapshot stores MD5 and SHA-256 HA1s and
 #: both can be offered (RFC 8760, ``--digest-algorithms SHA-256,MD5``), but deployed
@@ -159,14 +159,22 @@ class Authenticator:
 
 
 def _credentials_for(request: Request, header: str, realm: str) -> Credentials | None:
-    for value in request.headers.lines(header):
-        try:
-            credentials = parse_credentials(value, header)
-        except ParseError:
-            raise
+    """The request's Digest credentials for ``realm`` (parsed once per message: the
+    stateless screen and the handler both ask)."""
+    for credentials in request.headers.typed(header, _PARSERS[header]):
         if credentials.is_digest and (credentials.get("realm") or "").lower() == realm:
             return credentials
     return None
+
+
+def _parse_all(header: str) -> Callable[[Headers], tuple[Credentials, ...]]:
+    def parse(headers: Headers) -> tuple[Credentials, ...]:
+        return tuple(parse_credentials(value, header) for value in headers.lines(header))
+
+    return parse
+
+
+_PARSERS = {name: _parse_all(name) for name in ("Authorization", "Proxy-Authorization")}
 
 
 def _stored_ha1(extension: Extension | None, algorithm: str) -> str | None:

@@ -47,7 +47,9 @@ class Metrics:
             "sip_server_transactions", "Server transactions started", registry=r
         )
         self.challenges = Counter(
-            "sip_challenges", "401/407 challenges sent without a transaction", ["method"],
+            "sip_challenges",
+            "401/407 challenges sent without a transaction",
+            ["method"],
             registry=r,
         )
         self.auth_failures = Counter(

@@ -302,10 +302,10 @@ class DigestServer:
         return NonceCheck(True, issued_s, expired=now - issued_s > self.nonce_ttl_s)
 
     def _tag(self, secret: bytes, issued: bytes, entropy: bytes, client_addr: str) -> bytes:
-        mac = hmac.new(secret, digestmod=hashlib.sha256)
-        for part in (issued, entropy, client_addr.encode(), self.realm.encode()):
-            mac.update(_ISSUED.pack(len(part)) + part)
-        return mac.digest()[:_TAG_BYTES]
+        """HMAC-SHA256 over the length-prefixed parts (one-shot: the C path, no object)."""
+        parts = (issued, entropy, client_addr.encode(), self.realm.encode())
+        message = b"".join(_ISSUED.pack(len(part)) + part for part in parts)
+        return hmac.digest(secret, message, "sha256")[:_TAG_BYTES]
 
     def verify(
         self,
