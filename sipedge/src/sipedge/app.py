@@ -19,6 +19,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from sipedge.adapters.memory_location import MemoryLocationStore
 from sipedge.adapters.redis_dialogs import RedisDialogStore
 from sipedge.adapters.redis_location import RedisLocationStore
+from sipedge.adapters.redis_pipe import RedisPipe
 from sipedge.calls import CallControl
 from sipedge.config import EdgeConfig
 from sipedge.dialogs import DialogStore, MemoryDialogStore
@@ -48,14 +49,17 @@ class EdgeProcess:
         self.metrics = Metrics()
         self.tenants = TenantDirectory(load_manifest_folder(config.manifests))
         self.redis: Redis | None = None
+        self.pipe: RedisPipe | None = None
         location: LocationStore
         dialogs: DialogStore
         if config.redis_url:
-            # Requests wait for a free connection instead of failing when many REGISTERs
-            # hold one each (a WATCH needs its own connection).
+            # Requests wait for a free connection instead of failing when many hold one.
             pool = BlockingConnectionPool.from_url(config.redis_url, max_connections=64, timeout=5)
             self.redis = Redis(connection_pool=pool)
-            location, dialogs = RedisLocationStore(self.redis), RedisDialogStore(self.redis)
+            # Every REGISTER's script goes over one pipelined connection (redis_pipe.py).
+            self.pipe = RedisPipe(config.redis_url)
+            location = RedisLocationStore(self.redis, pipe=self.pipe)
+            dialogs = RedisDialogStore(self.redis)
         else:
             location, dialogs = MemoryLocationStore(), MemoryDialogStore()
         self.location, self.dialogs = location, dialogs
@@ -84,6 +88,8 @@ class EdgeProcess:
             task.cancel()
         await self.ua.drain()
         await self.edge.stop()
+        if self.pipe is not None:
+            await self.pipe.close()
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -51,6 +51,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from contracts import keys
+from sipedge.adapters.redis_pipe import RedisPipe
 from sipedge.location import Binding, D, LocationBusy, Source, merged, ordered
 
 _DELETE_BATCH = 500
@@ -138,17 +139,33 @@ class _Writes:
 class RedisLocationStore:
     """Bindings in Redis; any edge process may serve any REGISTER of any AoR."""
 
-    def __init__(self, client: Redis, *, key_prefix: str = "", max_attempts: int = 64) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        pipe: RedisPipe | None = None,
+        key_prefix: str = "",
+        max_attempts: int = 64,
+    ) -> None:
+        """``pipe`` (the same server as ``client``) carries the per-request commands."""
         self._client = client
+        self._pipe = pipe
         self._keys = _Keys(key_prefix)
         self._max_attempts = max_attempts
         self._compare_and_apply = client.register_script(_COMPARE_AND_APPLY)
-        #: AoR key → the hash content last written or seen there (oldest first).
+        #: AoR key → the hash content last written or seen there, in two generations
+        #: (bounded, O(1); see sipedge.sip.grammar.remembered).
         self._known: dict[str, _Content] = {}
+        self._known_before: dict[str, _Content] = {}
 
     async def lookup(self, tenant: str, aor: str, now: float) -> list[Binding]:
-        raw = await self._client.hgetall(self._keys.aor(tenant, aor))
-        return ordered(b for b in _decode_all(raw.values()) if b.is_live(now))
+        key = self._keys.aor(tenant, aor)
+        if self._pipe is not None:
+            flat = await self._pipe.execute("HGETALL", key)
+            values: Iterable[bytes | str] = flat[1::2]
+        else:
+            values = (await self._client.hgetall(key)).values()
+        return ordered(b for b in _decode_all(values) if b.is_live(now))
 
     async def update(
         self, tenant: str, aor: str, decide: Callable[[list[Binding]], D], now: float
@@ -160,7 +177,9 @@ class RedisLocationStore:
         content to decide on again.
         """
         keys = [self._keys.aor(tenant, aor), self._keys.index(tenant), self._keys.nat(tenant)]
-        believed = self._known.pop(keys[0], {})
+        believed = self._known.pop(keys[0], None)
+        if believed is None:
+            believed = self._known_before.pop(keys[0], {})
         seen = False  # the belief is what Redis replied, not a guess
         for _ in range(self._max_attempts):
             live = ordered(b for b in _decode_all(believed.values()) if b.is_live(now))
@@ -176,21 +195,28 @@ class RedisLocationStore:
             elif seen:
                 self._remember(keys[0], believed)
                 return decision, after
-            reply = await self._compare_and_apply(keys=keys, args=writes.argv(believed))
+            reply = await self._apply(keys, writes.argv(believed))
             if not isinstance(reply, list):
                 self._remember(keys[0], _content_after(believed, gone, upserts, after))
                 return decision, after
             believed, seen = dict(zip(reply[::2], reply[1::2], strict=True)), True
         raise LocationBusy(f"{aor} of {tenant} kept changing during {self._max_attempts} tries")
 
+    async def _apply(self, keys: list[str], argv: list[str | bytes]) -> Any:
+        """Run :data:`_COMPARE_AND_APPLY`: 1, or the hash's content as a flat list."""
+        if self._pipe is not None:
+            sha = self._compare_and_apply.sha
+            return await self._pipe.evalsha(sha, _COMPARE_AND_APPLY, keys, list(argv))
+        return await self._compare_and_apply(keys=keys, args=argv)
+
     def _remember(self, key: str, content: _Content) -> None:
-        known = self._known
-        if len(known) >= KNOWN_AORS:
-            del known[next(iter(known))]
-        known[key] = content
+        if len(self._known) >= KNOWN_AORS:
+            self._known_before, self._known = self._known, {}
+        self._known[key] = content
 
     async def remove_all(self, tenant: str) -> None:
         self._known.clear()
+        self._known_before.clear()
         members = await self._client.zrange(self._keys.index(tenant), 0, -1)
         aors = sorted({_unmember(member)[0] for member in members})
         keys = [self._keys.aor(tenant, aor) for aor in aors]
