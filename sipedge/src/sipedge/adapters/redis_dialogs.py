@@ -10,20 +10,27 @@ it won (a BYE arriving at two processes at once ends and bills the call once).
 The process that stored a call remembers which two Call-IDs belong together (they never
 change), so it does both in one script that checks the stored record names that other
 leg; any other process, or a wrong guess, reads first and deletes second.
+
+With a :class:`~sipedge.adapters.redis_pipe.RedisPipe` (the same server as the client),
+the per-call commands go over it, as the location store's do; the client otherwise.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from contracts.keys import PREFIX, dialog_key
+from sipedge.adapters.redis_pipe import Arg, RedisPipe
 from sipedge.dialogs import DIALOG_TTL_S, Call
 
-#: Calls whose legs this process remembers (oldest forgotten first): a bound on memory,
-#: not on calls. A call it forgot is still taken, in two round trips instead of one.
-KNOWN_CALLS = 65_536
+#: Calls whose legs this process remembers: two generations of at most this many
+#: Call-IDs each (~200 bytes apiece; see sipedge.sip.grammar.remembered). A bound on
+#: memory, not on calls: a call it forgot is still taken, in two round trips.
+KNOWN_CALLS = 16_384
 
 #: KEYS: both legs' dialog keys, the active set; ARGV: the JSON, the TTL, the A-leg Call-ID.
 _PUT = """
@@ -56,29 +63,36 @@ return {1, record}
 
 
 class RedisDialogStore:
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, *, pipe: RedisPipe | None = None) -> None:
         self._client = client
+        self._pipe = pipe
         self._put = client.register_script(_PUT)
         self._delete = client.register_script(_DELETE)
         self._take = client.register_script(_TAKE)
         #: (tenant, Call-ID of a leg) → (A-leg Call-ID, B-leg Call-ID) of calls put here.
         self._legs: dict[tuple[str, str], tuple[str, str]] = {}
+        self._legs_before: dict[tuple[str, str], tuple[str, str]] = {}
 
     async def put(self, call: Call, now: float) -> None:
-        await self._put(keys=_keys(call), args=[call.to_json(), DIALOG_TTL_S, call.a.call_id])
+        args: list[Arg] = [call.to_json(), DIALOG_TTL_S, call.a.call_id]
+        await self._run(self._put, _PUT, _keys(call), args)
         self._remember(call)
 
     async def get(self, tenant: str, call_id: str) -> Call | None:
-        data = await self._client.get(dialog_key(tenant, call_id))
+        key = dialog_key(tenant, call_id)
+        if self._pipe is not None:
+            data = await self._pipe.execute("GET", key)
+        else:
+            data = await self._client.get(key)
         return None if data is None else Call.from_json(data)
 
     async def delete(self, call: Call) -> bool:
         self._forget(call.tenant, call.a.call_id, call.b.call_id)
-        removed = await self._delete(keys=_keys(call), args=[call.a.call_id])
+        removed = await self._run(self._delete, _DELETE, _keys(call), [call.a.call_id])
         return bool(removed)
 
     async def take(self, tenant: str, call_id: str) -> Call | None:
-        legs = self._legs.get((tenant, call_id))
+        legs = self._legs.get((tenant, call_id)) or self._legs_before.get((tenant, call_id))
         if legs is None:
             call = await self.get(tenant, call_id)
             return call if call is not None and await self.delete(call) else None
@@ -87,7 +101,7 @@ class RedisDialogStore:
         other = b_call_id if call_id == a_call_id else a_call_id
         keys = [dialog_key(tenant, call_id), dialog_key(tenant, other), _active_key(tenant)]
         needle = f'"call_id":{json.dumps(other)}'
-        reply = await self._take(keys=keys, args=[needle, a_call_id])
+        reply = await self._run(self._take, _TAKE, keys, [needle, a_call_id])
         if reply is None:
             return None
         taken, record = reply
@@ -99,16 +113,21 @@ class RedisDialogStore:
     async def count(self, tenant: str) -> int:
         return int(await self._client.scard(_active_key(tenant)))
 
+    async def _run(self, script: AsyncScript, source: str, keys: list[str], args: list[Arg]) -> Any:
+        if self._pipe is not None:
+            return await self._pipe.evalsha(script.sha, source, keys, args)
+        return await script(keys=keys, args=args)
+
     def _remember(self, call: Call) -> None:
-        legs, tenant = self._legs, call.tenant
+        if len(self._legs) >= KNOWN_CALLS:
+            self._legs_before, self._legs = self._legs, {}
         pair = (call.a.call_id, call.b.call_id)
-        while len(legs) >= 2 * KNOWN_CALLS:
-            del legs[next(iter(legs))]
-        legs[(tenant, pair[0])] = legs[(tenant, pair[1])] = pair
+        self._legs[(call.tenant, pair[0])] = self._legs[(call.tenant, pair[1])] = pair
 
     def _forget(self, tenant: str, a_call_id: str, b_call_id: str) -> None:
-        self._legs.pop((tenant, a_call_id), None)
-        self._legs.pop((tenant, b_call_id), None)
+        for legs in (self._legs, self._legs_before):
+            legs.pop((tenant, a_call_id), None)
+            legs.pop((tenant, b_call_id), None)
 
 
 def _keys(call: Call) -> list[str]:

@@ -1,11 +1,12 @@
 """Call control: a B2BUA between extensions of one tenant (RFC 3261 §13–15, RFC 4028).
 
 A call is an A-leg dialog with the caller and a B-leg dialog with the callee. Setting
-it up (:mod:`.setup`) forks the INVITE to every registered contact of the callee, relays
-provisional responses and early media, lets the first 2xx win and CANCELs the rest,
-and maps failures to one answer. Once answered, the call lives in the dialog store so
-that any edge process can route its in-dialog requests (:mod:`.indialog`): BYE from
-either side, re-INVITE and UPDATE (hold, resume, session refresh) passed through.
+it up (:mod:`.control`) forks the INVITE to every registered contact of the callee,
+relays provisional responses and early media, lets the first 2xx win and CANCELs the
+rest, and maps failures to one answer. Once answered, the call is stored in the dialog
+store before the caller gets the 2xx, so that any edge process can route its in-dialog
+requests: BYE from either side, re-INVITE and UPDATE (hold, resume, session refresh)
+passed through. The messages themselves are written by :mod:`.build`.
 """
 
 from __future__ import annotations

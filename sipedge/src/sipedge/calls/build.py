@@ -113,11 +113,12 @@ def in_dialog_request(method: str, leg: Leg, cseq: int, me: Identity) -> Request
 
 
 def relayed_response(
-    a_request: Request, b_response: Response, to_tag: str, me: Identity
+    a_request: Request, b_response: Response, to_tag: str, contact: str
 ) -> Response:
-    """The A-leg answer mirroring a B-leg response: status, reason and end-to-end fields."""
+    """The A-leg answer mirroring a B-leg response: status, reason and end-to-end fields,
+    and our ``contact`` where a dialog is made or refreshed."""
     response = make_response(a_request, b_response.status, b_response.reason, to_tag=to_tag)
     if 100 < b_response.status < 300 and a_request.method in ("INVITE", "UPDATE"):
-        response.headers.add("Contact", me.contact)
+        response.headers.add("Contact", contact)
     copy_end_to_end(b_response, response)
     return response

@@ -48,6 +48,8 @@ class Fork:
     provisional: bool = False
     final: int | None = None
     cancel_pending: bool = False
+    #: The ACK we sent for each dialog a 2xx of this INVITE made, by the callee's To tag.
+    acks: dict[str, Request] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -86,8 +88,13 @@ class CallControl:
         return secrets.token_hex(6)
 
     def identity(self, tenant: str, transport: str = "UDP") -> Identity:
-        """A fresh Via (new branch) and our Contact, which names the tenant in its user part
-        so an in-dialog request tells us whose dialog store entry to read."""
+        """A fresh Via (new branch) and our Contact (:meth:`contact`)."""
+        contact = self.contact(tenant, transport)
+        return Identity(self.edge.via_for(transport), contact, self.edge.config.user_agent)
+
+    def contact(self, tenant: str, transport: str = "UDP") -> str:
+        """Our Contact, which names the tenant in its user part so an in-dialog request
+        tells us whose dialog store entry to read (built once per tenant and transport)."""
         contact = self._contacts.get((tenant, transport))
         if contact is None:
             listen = self.edge.config.listens[0]
@@ -95,7 +102,7 @@ class CallControl:
             shown = f"[{host}]" if ":" in host else host
             contact = f"<sip:{tenant}@{shown}:{listen.port};transport={transport.lower()}>"
             self._contacts[(tenant, transport)] = contact
-        return Identity(self.edge.via_for(transport), contact, self.edge.config.user_agent)
+        return contact
 
     # -- a new call ------------------------------------------------------------------------
     async def new_call(
@@ -192,12 +199,18 @@ class CallControl:
             return
         if response.status == 100 or setup.finished:
             return
-        me = self.identity(setup.tenant.name)
-        self.edge.respond(setup.a_key, relayed_response(setup.a_invite, response, setup.a_tag, me))
+        contact = self.contact(setup.tenant.name)
+        relayed = relayed_response(setup.a_invite, response, setup.a_tag, contact)
+        self.edge.respond(setup.a_key, relayed)
 
     def _b_answered(self, setup: Setup, fork: Fork, response: Response) -> None:
+        tag = response.to.tag or ""
+        ack = fork.acks.get(tag)
+        if ack is not None:  # a retransmitted 2xx: our ACK was lost or late (§13.2.2.4)
+            self.edge.send_stateless(ack, fork.destination)  # the same bytes again
+            return
         b_leg = self._b_leg(setup, fork, response)
-        self._send_ack(b_leg, fork.invite.cseq.number, setup.tenant.name)
+        fork.acks[tag] = self._send_ack(b_leg, fork.invite.cseq.number, setup.tenant.name)
         if setup.finished:  # a second fork answered too late: hang it up (§13.2.2.4)
             self._send_bye(b_leg, setup.tenant.name)
             return
@@ -207,15 +220,27 @@ class CallControl:
         for other in setup.forks:
             if other is not fork and other.final is None:
                 self._cancel(other)
-        me = self.identity(setup.tenant.name)
-        answer = relayed_response(setup.a_invite, response, setup.a_tag, me)
-        self.edge.respond(setup.a_key, answer)
-        a_leg = self._a_leg(setup)
-        call = Call(setup.tenant.name, a_leg, b_leg, self.edge.wall())
-        call = _with_session_timer(call, response, self.edge.wall())
+        contact = self.contact(setup.tenant.name)
+        answer = relayed_response(setup.a_invite, response, setup.a_tag, contact)
+        now = self.edge.wall()
+        call = _with_session_timer(
+            Call(setup.tenant.name, self._a_leg(setup), b_leg, now), response, now
+        )
         self._end_setup(setup, "answered")
         log.info("call answered", extra=_fields(setup, status=response.status))
-        self._spawn(self.dialogs.put(call, self.edge.wall()))
+        self._spawn(self._store_and_answer(setup, call, answer))
+
+    async def _store_and_answer(self, setup: Setup, call: Call, answer: Response) -> None:
+        """Store the call, then pass the 2xx on: the caller's BYE or re-INVITE may reach
+        any edge process the moment it has the 2xx, so the dialog must be there first."""
+        try:
+            await self.dialogs.put(call, self.edge.wall())
+        except Exception:
+            log.exception("could not store the call: hanging up", extra=_fields(setup))
+            self._send_bye(call.b, call.tenant)
+            self._reply(setup.a_key, setup.a_invite, 500, "Server Internal Error", setup.a_tag)
+            return
+        self.edge.respond(setup.a_key, answer)
         self._retransmit_2xx(call, answer)
         self._arm_session_timer(call)
 
@@ -378,9 +403,10 @@ class CallControl:
 
         self._retransmits[call.a.call_id] = loop.call_later(t1, again, t1)
 
-    def _send_ack(self, leg: Leg, cseq: int, tenant: str) -> None:
+    def _send_ack(self, leg: Leg, cseq: int, tenant: str) -> Request:
         ack = ack_for_2xx(leg, cseq, self.identity(tenant, leg.transport))
         self.edge.send_stateless(ack, Peer(leg.transport, leg.host, leg.port))
+        return ack
 
     def _send_bye(self, leg: Leg, tenant: str) -> None:
         leg = leg.next_cseq()
@@ -461,8 +487,8 @@ class CallControl:
             return
         if request.method == "INVITE" and 200 <= event.status < 300:
             self._send_ack(other, other.local_cseq, call.tenant)
-        me = self.identity(call.tenant)
-        self.edge.respond(key, relayed_response(request, event, request.to.tag or "", me))
+        contact = self.contact(call.tenant)
+        self.edge.respond(key, relayed_response(request, event, request.to.tag or "", contact))
         if request.method in ("INVITE", "UPDATE") and 200 <= event.status < 300:
             refreshed = _with_session_timer(call, event, self.edge.wall())
             self._spawn(self.dialogs.put(refreshed, self.edge.wall()))

@@ -1,0 +1,66 @@
+"""A callee that retransmits its 2xx (our ACK was lost or late) gets the ACK again.
+
+RFC 3261 §13.2.2.4: the UAC core ACKs every 2xx the transaction layer passes up, and a
+retransmission of the 2xx that answered the call is the same dialog, not a second one:
+the edge must not hang it up. The scripted callee retransmits its 200, must get the
+very same ACK (same branch) and nothing else: the next request it sees is the caller's
+in-dialog INFO, passed through, and the call still ends normally by BYE.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from sipbench.scripted import SDP, ScriptedPhone
+from sipedge.sip.message import Request
+
+PASSWORDS = {"2001": "pw-2001-test", "2002": "pw-2002-test"}
+
+
+def test_retransmitted_2xx_is_acked_again_not_hung_up(edge: Any) -> None:
+    caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
+    callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
+    try:
+        callee.register(edge.port)
+        call_id, to = secrets.token_hex(8), f"<sip:2002@{edge.domain}>"
+        first = caller.request("INVITE", f"sip:2002@{edge.domain}", to, call_id, 1, body=SDP)
+        caller.send(first, edge.port)
+        challenge = caller.final()
+        assert challenge.status == 407
+        ack = caller.request("ACK", first.uri_text, challenge.headers.get("To") or to, call_id, 1)
+        ack.headers.set("Via", first.headers.get("Via") or "")
+        caller.send(ack, edge.port)
+        second = caller.request("INVITE", first.uri_text, to, call_id, 2, body=SDP)
+        caller.send(caller.with_auth(second, challenge), edge.port)
+
+        incoming = callee.receive_request("INVITE")
+        ok = callee.answer(incoming, 200, "OK", edge.port, SDP)
+        first_ack = callee.receive_request("ACK")
+        callee.send(ok, edge.port)  # the same 200 again
+        again = callee.receive_request("ACK")
+        assert again.branch == first_ack.branch
+        assert again.cseq == first_ack.cseq
+
+        answer = caller.final()
+        assert answer.status == 200
+        target, in_dialog_to = str(answer.contacts[0].uri), answer.headers.get("To") or ""  # type: ignore[index]
+        caller.send(caller.request("ACK", target, in_dialog_to, call_id, 2), edge.port)
+        caller.send(caller.request("INFO", target, in_dialog_to, call_id, 3), edge.port)
+        info = callee.receive()
+        assert isinstance(info, Request)
+        assert info.method == "INFO"  # not a BYE: the call is still up
+        callee.answer(info, 200, "OK", edge.port)
+        assert caller.final().status == 200
+
+        caller.send(caller.request("BYE", target, in_dialog_to, call_id, 4), edge.port)
+        bye = callee.receive_request("BYE")
+        callee.answer(bye, 200, "OK", edge.port)
+        assert caller.final().status == 200
+    finally:
+        caller.close()
+        callee.close()
