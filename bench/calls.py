@@ -7,6 +7,12 @@ for ACK and BYE), the callee registered first with ``register.xml`` from its lis
 Callers are users ``100001..109999`` (one per call, in turn), the callee is ``100000``; all
 passwords are ``"pw" + number``, domain ``bench.cloudpbx.test``.
 
+The caller runs with ``-t un`` (``--sipp-transport``): a UDP socket per call, as that many
+phones would have. With one socket for all calls (``u1``) every call would come from one
+address and port, and the kernel's SO_REUSEPORT hash would hand all of them to one of the
+edge's worker processes while the other idled. Both sides get the same load. The callee is
+one phone with one socket.
+
 What each side does (the same work asked of both, one SIPp scenario for both):
 
 * cloudpbx: the edge, started with :data:`CLOUDPBX_CMD` (``--cloudpbx-cmd`` replaces it),
@@ -20,13 +26,18 @@ What each side does (the same work asked of both, one SIPp scenario for both):
   set. A proxy keeps one dialog where the B2BUA keeps two: that difference is the product's.
 
 Method: the highest sustainable rate with no failure. A step offers ``R`` calls/s for
-``--step-seconds`` (``-r R -m R*step``, hold ``--hold-ms``); it passes when SIPp exits 0,
-every call succeeded, none failed, and the step ended within its nominal time plus slack
-(no backlog building up). Rates double from ``--start-rate`` until a step fails or
-``--max-rate`` passes, then ``--refine`` bisection steps narrow the gap. The reported rate is
-the highest passing one (0 when none passed); ``failed`` and ``retrans`` are cloudpbx's SIPp
-counters at that rate (at the first step when none passed). When the top rate passes, the
-figure is a floor: the generator, not the server, set the limit.
+``--step-seconds`` (``-r R -m R*step``, hold ``--hold-ms``) to a callee started afresh for
+that step: a new SIPp UAS on a new port, registered before the step and unregistered after
+it, so that what an overloaded step leaves behind (calls still retransmitting, a callee
+SIPp stuck on dead calls) cannot fail the next one. A step passes when the caller's SIPp
+exits 0, every call succeeded, none failed at either end (a call the caller saw answered
+may still have broken at the callee, e.g. a BYE where an ACK was due), and the step ended
+within its nominal time plus slack (no backlog building up). Rates double from
+``--start-rate`` until a step fails or ``--max-rate`` passes, then ``--refine`` bisection
+steps narrow the gap. The reported rate is the highest passing one (0 when none passed);
+``failed`` (caller and callee) and ``retrans`` (the caller's) are cloudpbx's SIPp counters
+at that rate (at the first step when none passed). When the top rate passes, the figure is
+a floor: the generator, not the server, set the limit.
 
 Ends with exactly one line::
 
@@ -41,12 +52,14 @@ Run: ``.venv/bin/python bench/calls.py [--only kamailio|cloudpbx] [--max-rate N]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import shlex
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,13 +128,22 @@ class Files:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One offered rate and what SIPp's caller side saw."""
+    """One offered rate and what SIPp saw: the caller's run and the callee's."""
 
     rate: int
     calls: int
     result: SippResult
+    callee: SippResult
     passed: bool
     why: str
+
+    @property
+    def failed(self) -> int | None:
+        """Calls that failed on either side (None without the caller's statistics)."""
+        if self.result.stats is None:
+            return None
+        on_callee = self.callee.stats.failed if self.callee.stats is not None else 0
+        return self.result.stats.failed + on_callee
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +168,53 @@ def start_target(
     return command_server("cloudpbx", command, port, workdir=workdir, cwd=ROOT)
 
 
+@contextlib.contextmanager
+def callee_phone(
+    label: str, server: SipServer, args: argparse.Namespace, files: Files
+) -> Iterator[SippProcess]:
+    """The callee for one step: registered from a fresh port, answering calls (uas.xml)
+    while the block runs, then stopped and unregistered (its binding removed)."""
+    port = free_udp_port()
+    registered = run_sipp(
+        register_options(
+            server.address, files.callee_csv, local_port=port, calls=1, name=f"{label}-register"
+        ),
+        files.workdir,
+        timeout_s=30,
+    )
+    if not registered.ok:
+        raise SipServerError("the callee could not register\n" + registered.describe())
+    try:
+        callee = SippOptions(
+            scenario=scenario("uas"),
+            local_port=port,
+            recv_timeout_ms=args.recv_timeout_ms + args.hold_ms,
+            name=label,
+        )
+        with SippProcess(callee, files.workdir) as uas:
+            uas.wait_listening()
+            yield uas
+    finally:
+        removed = run_sipp(
+            register_options(
+                server.address,
+                files.callee_csv,
+                scenario=scenario("unregister"),
+                local_port=port,
+                calls=1,
+                name=f"{label}-unregister",
+            ),
+            files.workdir,
+            timeout_s=30,
+        )
+        if not removed.ok:  # a stale binding would fork later calls to a dead port
+            raise SipServerError("the callee could not unregister\n" + removed.describe())
+
+
 def run_step(
     target: str, rate: int, server: SipServer, args: argparse.Namespace, files: Files
 ) -> Step:
-    """Offers ``rate`` calls/s for ``--step-seconds`` and judges the step."""
+    """Offers ``rate`` calls/s for ``--step-seconds`` to a fresh callee and judges the step."""
     calls = max(1, math.ceil(rate * args.step_seconds))
     hold_s = args.hold_ms / 1000
     options = call_options(
@@ -166,19 +231,35 @@ def run_step(
         recv_timeout_ms=args.recv_timeout_ms,
         timeout_s=int(args.step_seconds + hold_s + 30),
         name=f"calls-{target}-{rate}",
+        transport=args.sipp_transport,
     )
-    result = run_sipp(options, files.workdir, timeout_s=args.step_seconds + hold_s + 40)
-    budget = calls / rate + hold_s + max(1.5, 0.5 * args.step_seconds)
+    with callee_phone(f"calls-{target}-{rate}-callee", server, args, files) as uas:
+        result = run_sipp(options, files.workdir, timeout_s=args.step_seconds + hold_s + 40)
+        callee = uas.stop()
+    if callee.stats is not None:
+        print(f"  {target} {rate:>5}/s callee: {callee.stats.summary()}")
+    passed, why = judge(
+        result, callee, calls, calls / rate + hold_s + max(1.5, 0.5 * args.step_seconds)
+    )
+    return Step(rate, calls, result, callee, passed, why)
+
+
+def judge(result: SippResult, callee: SippResult, calls: int, budget_s: float) -> tuple[bool, str]:
+    """A step passes when every call succeeded on both sides, in time (no backlog)."""
     stats = result.stats
     if stats is None:
-        return Step(rate, calls, result, False, "no statistics")
+        return False, "no statistics"
     if stats.failed or not result.ok:
-        return Step(rate, calls, result, False, f"{stats.failed} failed (exit {result.returncode})")
+        return False, f"{stats.failed} failed (exit {result.returncode})"
     if stats.successful != calls:
-        return Step(rate, calls, result, False, f"{stats.successful}/{calls} completed")
-    if result.wall_s > budget:
-        return Step(rate, calls, result, False, f"took {result.wall_s:.1f}s > {budget:.1f}s")
-    return Step(rate, calls, result, True, "ok")
+        return False, f"{stats.successful}/{calls} completed"
+    if callee.stats is not None and callee.stats.failed:
+        # The caller can still count such a call a success (the edge answered it) while
+        # the callee saw it break, e.g. a BYE where an ACK was due.
+        return False, f"{callee.stats.failed} failed at the callee"
+    if result.wall_s > budget_s:
+        return False, f"took {result.wall_s:.1f}s > {budget_s:.1f}s"
+    return True, "ok"
 
 
 def search(target: str, server: SipServer, args: argparse.Namespace, files: Files) -> Outcome:
@@ -191,7 +272,8 @@ def search(target: str, server: SipServer, args: argparse.Namespace, files: File
         stats = step.result.stats
         shown = stats.summary() if stats else "no statistics"
         print(f"  {target} {rate:>5}/s: {'pass' if step.passed else 'FAIL'} ({step.why}) {shown}")
-        time.sleep(0.5)  # let the last calls' retransmission timers settle
+        # Let the last calls' retransmission timers settle; longer after an overload.
+        time.sleep(0.5 if step.passed else args.settle_s)
         return step
 
     best: Step | None = None
@@ -220,39 +302,13 @@ def search(target: str, server: SipServer, args: argparse.Namespace, files: File
 
 
 def measure(target: str, args: argparse.Namespace, files: Files) -> Outcome:
-    """Starts ``target``, registers the callee, runs the rate search, stops everything."""
-    workdir = files.workdir
+    """Starts ``target``, runs the rate search (a fresh callee per step), stops it."""
     clear = target == "cloudpbx" and args.redis.startswith("redis")
     if clear:
         clear_tenant_keys(args.redis, BENCH_TENANT)
     try:
-        with start_target(target, args, workdir, files.manifests) as server:
-            callee_port = free_udp_port()
-            registered = run_sipp(
-                register_options(
-                    server.address,
-                    files.callee_csv,
-                    local_port=callee_port,
-                    calls=1,
-                    name=f"calls-{target}-register-callee",
-                ),
-                workdir,
-                timeout_s=30,
-            )
-            if not registered.ok:
-                raise SipServerError("the callee could not register\n" + registered.describe())
-            callee = SippOptions(
-                scenario=scenario("uas"),
-                local_port=callee_port,
-                recv_timeout_ms=args.recv_timeout_ms + args.hold_ms,
-                name=f"calls-{target}-callee",
-            )
-            with SippProcess(callee, workdir) as uas:
-                uas.wait_listening()
-                outcome = search(target, server, args, files)
-                callee_result = uas.stop()
-            if callee_result.stats is not None:
-                print(f"  {target} callee: {callee_result.stats.summary()}")
+        with start_target(target, args, files.workdir, files.manifests) as server:
+            outcome = search(target, server, args, files)
             if not server.alive():
                 raise SipServerError(f"{target} died during the run (log: {server.log})")
             return outcome
@@ -270,11 +326,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hold-ms", type=int, default=1000, help="call hold time (1000)")
     parser.add_argument("--step-seconds", type=float, default=3.0, help="per rate step (3)")
     parser.add_argument("--start-rate", type=int, default=50, help="first step, calls/s (50)")
-    parser.add_argument("--max-rate", type=int, default=1600, help="highest step (1600)")
+    # Kamailio passes 1,600/s here: a lower cap would report its floor, not its limit.
+    parser.add_argument("--max-rate", type=int, default=3200, help="highest step (3200)")
     parser.add_argument("--refine", type=int, default=2, help="bisection steps (2)")
     parser.add_argument("--recv-timeout-ms", type=int, default=5_000)
     parser.add_argument("--cloudpbx-cmd", default=CLOUDPBX_CMD, help="edge command template")
     parser.add_argument("--redis", default=DEFAULT_REDIS, help="the edge's Redis (db 14)")
+    parser.add_argument(
+        "--sipp-transport",
+        choices=("un", "u1"),
+        default="un",
+        help="caller's SIPp -t: a UDP socket per call (un, default) or one for all (u1)",
+    )
+    parser.add_argument(
+        "--settle-s", type=float, default=3.0, help="pause after a failed step, s (3)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
     if args.users < 2 or args.start_rate < 1 or args.max_rate < args.start_rate:
@@ -321,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{step.rate}/s",
                     step.calls,
                     stats.successful if stats else "-",
-                    stats.failed if stats else "-",
+                    step.failed if stats else "-",
                     stats.retransmissions if stats else "-",
                     f"{stats.response_time_ms:.0f}" if stats else "-",
                     f"{step.result.wall_s:.1f}",
@@ -342,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             "calls",
             edge.rate if edge else None,
             outcomes["kamailio"].rate if "kamailio" in outcomes else None,
-            failed=edge_stats.failed if edge_stats else None,
+            failed=edge_step.failed if edge_step else None,
             retrans=edge_stats.retransmissions if edge_stats else None,
         )
     )
