@@ -130,10 +130,13 @@ def start_edge(
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sink, text=True)
     assert process.stdout is not None
     deadline = time.monotonic() + 15
+    ready = 0
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if line.strip() == "READY":
-            return EdgeProc(port, domain, name, process, log, metrics_port)
+            ready += 1
+            if ready == workers:  # every worker shares the port
+                return EdgeProc(port, domain, name, process, log, metrics_port)
         if not line and process.poll() is not None:
             break
     process.kill()

@@ -7,7 +7,9 @@ a busy callee, and the callee hanging up. The tenant is the benchmark's (users
 
 from __future__ import annotations
 
+import secrets
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,3 +152,47 @@ def test_callee_hangs_up(bench_edge: Any, tmp_path: Path) -> None:
     with phone(bench_edge, CALLEE, "uas_bye", tmp_path, hold_ms=300) as uas:
         assert_calls(call(bench_edge, "uac_remote_bye", tmp_path))
         assert_calls(uas.wait(timeout_s=15))
+
+
+def invites_received(metrics_port: int) -> float:
+    page = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+    prefix = 'sip_requests_received_total{method="INVITE"} '
+    return sum(float(line[len(prefix) :]) for line in page.splitlines() if line.startswith(prefix))
+
+
+def test_calls_spread_over_two_workers_all_complete(edge_factory: Any, tmp_path: Path) -> None:
+    """Each caller has a socket of its own (SIPp -t un), so the kernel spreads the calls
+    over both workers, while the callee answers every B leg from one address: about
+    half of its responses reach the worker that did not send the request and must be
+    handed over (WorkerGroup). Before that, about half of these calls failed."""
+    calls = 24
+    tenant = f"bench{secrets.token_hex(3)}"
+
+    def manifest(folder: Path) -> None:
+        write_tenant_manifest(folder / "bench.yaml", USERS[:3], tenant=tenant)
+
+    edge = edge_factory(
+        tenant=tenant, domain=BENCH_DOMAIN, manifest=manifest, redis=True, workers=2
+    )
+    port = free_udp_port()
+    assert_calls(register(edge, CALLEE, port, tmp_path))
+    uas_options = SippOptions(
+        scenario=scenario("uas"), local_port=port, calls=calls, duration_ms=100, name="uas-many"
+    )
+    with SippProcess(uas_options, tmp_path) as uas:
+        uas.wait_listening()
+        caller = call_options(
+            "uac",
+            address(edge),
+            csv_of(tmp_path, CALLER),
+            CALLEE.number,
+            calls=calls,
+            rate=12,
+            duration_ms=100,
+            transport="un",
+            name="uac-many",
+        )
+        assert_calls(run_sipp(caller, tmp_path, timeout_s=60), calls)
+        assert_calls(uas.wait(timeout_s=20), calls)
+    per_worker = [invites_received(edge.metrics_port + worker) for worker in (0, 1)]
+    assert all(count > 0 for count in per_worker), per_worker  # both workers took calls

@@ -59,11 +59,11 @@ class EdgeProcess:
             # Every REGISTER's script goes over one pipelined connection (redis_pipe.py).
             self.pipe = RedisPipe(config.redis_url)
             location = RedisLocationStore(self.redis, pipe=self.pipe)
-            dialogs = RedisDialogStore(self.redis)
+            dialogs = RedisDialogStore(self.redis, pipe=self.pipe)
         else:
             location, dialogs = MemoryLocationStore(), MemoryDialogStore()
         self.location, self.dialogs = location, dialogs
-        self.edge = Edge(config, self.metrics)
+        self.edge = Edge(config, self.metrics, worker)
         self.calls = CallControl(self.edge, location, dialogs)
         self.ua = UserAgent(self.edge, self.tenants, location, self.calls)
         self.edge.tu = self.ua

@@ -11,9 +11,11 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from sipedge import logs
@@ -104,6 +106,7 @@ def _run_workers(config: EdgeConfig) -> int:
     if config.workers == 1:
         _run(config, 0)
         return 0
+    config = replace(config, worker_group=f"cloudpbx-edge-{os.getpid()}-{secrets.token_hex(4)}")
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_worker, args=(config, i), daemon=False)

@@ -48,6 +48,9 @@ class EdgeConfig:
     #: The host put in Via, Contact and Record-Route; defaults to the first listener's.
     advertise: str | None = None
     workers: int = 1
+    #: Names this process's worker group (set by the parent that spawns the workers):
+    #: responses reaching the wrong worker are handed over within the group.
+    worker_group: str | None = None
     #: Shared by every edge process so that any of them can verify any nonce.
     nonce_secret: bytes = b"cloudpbx-dev-nonce-secret-change-me"
     nonce_ttl_s: float = 300.0

@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from sipedge.adapters.transport import Inbound, Transports
+from sipedge.adapters.transport import Inbound, Transports, WorkerGroup
 from sipedge.config import EdgeConfig, Listen
 from sipedge.metrics import Metrics
 from sipedge.nat import response_destination, stamp_received
@@ -53,10 +53,15 @@ ClientHandler = Callable[[ClientEvent], None]
 class Edge:
     """Owns the transports, the transaction layer and its timer for one process."""
 
-    def __init__(self, config: EdgeConfig, metrics: Metrics) -> None:
+    def __init__(self, config: EdgeConfig, metrics: Metrics, worker: int = 0) -> None:
         self.config = config
         self.metrics = metrics
-        self.layer = TransactionLayer(config.timers, branches=lambda: secrets.token_hex(8))
+        self.group: WorkerGroup | None = None
+        if config.workers > 1 and config.worker_group is not None:
+            self.group = WorkerGroup(config.worker_group, worker, config.workers)
+        # Our branches name this worker, so that a sibling can hand its responses over.
+        prefix = self.group.branch_prefix() if self.group is not None else ""
+        self.layer = TransactionLayer(config.timers, branches=lambda: prefix + secrets.token_hex(8))
         self.transports = Transports(self._inbound)
         self.tu: TransactionUser | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -237,15 +242,15 @@ class Edge:
 
     def via_for(self, transport: str = "UDP") -> str:
         """A top Via for a request we originate, with a fresh branch (§8.1.1.7)."""
-        port = self.config.listens[0].port
-        if transport == "UDP" and self.transports.private_port is not None:
-            port = self.transports.private_port  # answers come back to this worker
+        port = self.config.listens[0].port  # the shared port: see WorkerGroup
         host = self.config.advertised_host
         shown = f"[{host}]" if ":" in host else host
         return f"SIP/2.0/{transport} {shown}:{port};branch={self.layer.new_branch()};rport"
 
     async def start(self) -> None:
-        await self.transports.start(self.config.listens, reuse_port=self.config.workers > 1)
+        await self.transports.start(
+            self.config.listens, reuse_port=self.config.workers > 1, group=self.group
+        )
 
     async def stop(self) -> None:
         """Stop taking new work, give transactions time to finish, then close sockets."""

@@ -4,13 +4,17 @@ Thin asyncio protocols (STYLE habit 2): they move bytes, frame streams with the
 core's :class:`~sipedge.sip.framing.StreamFramer`, answer CRLFCRLF keep-alive pings
 (RFC 5626 §3.5.1), and hand every parsed message or parse error on to one callback.
 They hold no SIP rules. Listening sockets use SO_REUSEPORT so several worker
-processes share one port and the kernel spreads peers across them.
+processes share one port and the kernel spreads peers across them; a response that
+lands on a worker other than the one whose transaction it answers is handed over to
+that worker (:class:`WorkerGroup`), the one place a datagram is looked at before it
+is parsed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,19 +44,67 @@ class Inbound:
 Deliver = Callable[[Inbound], None]
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerGroup:
+    """The worker processes sharing one SIP port, and which of them this one is.
+
+    The kernel spreads datagrams over an SO_REUSEPORT group by the sender's address,
+    so the answer to a request one worker sent may reach another: the callee answers
+    from its own address to our shared port (RFC 3581 rport, or any phone that
+    answers where the request came from). Every branch we put in a Via names its
+    worker (:meth:`branch_prefix`); a response for another worker is handed to it
+    over a datagram socket in Linux's abstract namespace (no file, gone with the
+    process), with the sender's address in front. Our Via always shows the shared
+    port, the only one a Service or a NAT in front of the edge lets in.
+    """
+
+    name: str
+    index: int
+    count: int
+
+    def address(self, index: int) -> str:
+        return f"\0{self.name}-{index}"
+
+    def branch_prefix(self) -> str:
+        return f"w{self.index}-"
+
+
+# The top Via of a response, and the worker its branch names (see WorkerGroup).
+_TOP_VIA = re.compile(rb"\r\n(?:[Vv][Ii][Aa]|[Vv])[ \t]*:([^\r\n]*)")
+_OWNER = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*z9hG4bKw([0-9]{1,4})-")
+
+
+def response_owner(data: bytes) -> int | None:
+    """The worker named by the top Via branch of a response datagram, if any (cheap:
+    runs before parsing, on every datagram a multi-worker edge receives)."""
+    if not data.startswith(b"SIP/2.0 "):
+        return None
+    via = _TOP_VIA.search(data, 0, data.find(b"\r\n\r\n"))
+    if via is None:
+        return None
+    owner = _OWNER.search(via.group(1))
+    return None if owner is None else int(owner.group(1))
+
+
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, listen: Listen, deliver: Deliver) -> None:
+    def __init__(self, listen: Listen, deliver: Deliver, owner: Transports | None = None) -> None:
         self.listen = listen
         self.deliver = deliver
+        self.owner = owner
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        source = Peer("UDP", str(addr[0]), int(str(addr[1])))
         if data in (b"\r\n\r\n", b"\r\n") or not data.strip(b"\r\n\x00"):
             return  # NAT keep-alive noise (RFC 5626 §4.4.2 STUN is the relay's job)
+        host, port = str(addr[0]), int(str(addr[1]))
+        if self.owner is not None and self.owner.hand_over(data, host, port):
+            return
+        self.received(data, Peer("UDP", host, port))
+
+    def received(self, data: bytes, source: Peer) -> None:
         try:
             item: Request | Response | ParseError = parse_datagram(data)
         except ParseError as exc:
@@ -63,6 +115,22 @@ class _Udp(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp error on %s: %s", self.listen, exc)
+
+
+class _HandedOver(asyncio.DatagramProtocol):
+    """Datagrams a sibling worker received for us: ``host port\n`` then the datagram."""
+
+    def __init__(self, transports: Transports) -> None:
+        self.transports = transports
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        head, newline, datagram = data.partition(b"\n")
+        host, _, port = head.decode("ascii", "replace").rpartition(" ")
+        udp = self.transports.udp_protocol(host)
+        if not newline or not host or not port.isdigit() or udp is None:
+            log.warning("dropping a malformed hand-over datagram")
+            return
+        udp.received(datagram, Peer("UDP", host, int(port)))
 
 
 class _Tcp(asyncio.Protocol):
@@ -117,16 +185,21 @@ class Transports:
         self._udp: dict[Listen, _Udp] = {}
         self._servers: list[asyncio.Server] = []
         self._connections: dict[tuple[str, int], _Tcp] = {}
-        self._private: dict[Listen, _Udp] = {}
-        #: The port of this worker's own UDP socket (multi-worker only), for our Via.
-        self.private_port: int | None = None
+        self._group: WorkerGroup | None = None
+        self._inbox: asyncio.DatagramTransport | None = None
+        self._outbox: socket.socket | None = None
 
-    async def start(self, listens: tuple[Listen, ...], reuse_port: bool) -> None:
+    async def start(
+        self, listens: tuple[Listen, ...], reuse_port: bool, group: WorkerGroup | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
+        if group is not None:  # first: siblings may hand over as soon as we share the port
+            await self._join(group, loop)
         for listen in listens:
             if listen.transport == "UDP":
+                owner = self if group is not None else None
                 _, protocol = await loop.create_datagram_endpoint(
-                    lambda listen=listen: _Udp(listen, self._deliver),  # type: ignore[misc]
+                    lambda listen=listen, owner=owner: _Udp(listen, self._deliver, owner),  # type: ignore[misc]
                     sock=_udp_socket(listen, reuse_port),
                 )
                 self._udp[listen] = protocol
@@ -138,30 +211,35 @@ class Transports:
                     reuse_port=reuse_port,
                 )
                 self._servers.append(server)
-        if reuse_port:
-            await self._start_private(listens, loop)
 
-    async def _start_private(
-        self, listens: tuple[Listen, ...], loop: asyncio.AbstractEventLoop
-    ) -> None:
-        """A UDP port of this worker alone, for the Via of requests it originates.
+    async def _join(self, group: WorkerGroup, loop: asyncio.AbstractEventLoop) -> None:
+        """Open this worker's inbox for responses its siblings received (WorkerGroup)."""
+        inbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        inbox.bind(group.address(group.index))
+        inbox.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        inbox.setblocking(False)
+        self._inbox, _ = await loop.create_datagram_endpoint(lambda: _HandedOver(self), sock=inbox)
+        self._outbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._outbox.setblocking(False)
+        self._group = group
 
-        Worker processes share the SIP port and the kernel picks one per peer, so the
-        answer to a request sent by worker 1 could reach worker 2, which holds no such
-        transaction. Responses follow the Via (RFC 3261 §18.2.2), so they come back to
-        the worker that owns the transaction. Requests still leave from the shared port:
-        the phone's NAT pinhole is for that one.
-        """
-        shared = next((listen for listen in listens if listen.transport == "UDP"), None)
-        if shared is None:
-            return
-        sock = _udp_socket(Listen("UDP", shared.host, 0), reuse_port=False)
-        private = Listen("UDP", shared.host, int(sock.getsockname()[1]))
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: _Udp(shared, self._deliver), sock=sock
-        )
-        self._private[private] = protocol
-        self.private_port = private.port
+    def hand_over(self, data: bytes, host: str, port: int) -> bool:
+        """Pass a response for a sibling worker on to it; False: it is ours to handle."""
+        group = self._group
+        owner = response_owner(data) if group is not None else None
+        if group is None or owner is None or owner == group.index or owner >= group.count:
+            return False
+        assert self._outbox is not None
+        try:
+            self._outbox.sendto(b"%b %d\n%b" % (host.encode(), port, data), group.address(owner))
+        except OSError as exc:  # the sibling is gone or its inbox full: lost, as on UDP
+            log.info("cannot hand a response to worker %d: %s", owner, exc)
+        return True
+
+    def udp_protocol(self, family_host: str) -> _Udp | None:
+        """The UDP listener of ``family_host``'s address family, if any."""
+        listen = self.udp_listener(family_host)
+        return None if listen is None else self._udp.get(listen)
 
     def udp_listener(self, family_host: str) -> Listen | None:
         """A UDP listener of the address family of ``family_host`` (to send from)."""
@@ -196,9 +274,13 @@ class Transports:
         for connection in list(self._connections.values()):
             if connection.transport is not None:
                 connection.transport.close()
-        for protocol in [*self._udp.values(), *self._private.values()]:
+        for protocol in self._udp.values():
             if protocol.transport is not None:
                 protocol.transport.close()
+        if self._inbox is not None:
+            self._inbox.close()
+        if self._outbox is not None:
+            self._outbox.close()
         for server in self._servers:
             await server.wait_closed()
 
