@@ -69,12 +69,15 @@ class Edge:
         self._handlers: dict[TransactionKey, ClientHandler] = {}
         self._sources: dict[TransactionKey, Listen] = {}
         self.accepting = True
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- clocks ------------------------------------------------------------------------
-    @staticmethod
-    def now() -> float:
-        """Monotonic seconds for transaction timers."""
-        return asyncio.get_running_loop().time()
+    def now(self) -> float:
+        """Monotonic seconds for transaction timers (the loop's clock)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
 
     @staticmethod
     def wall() -> float:

@@ -106,7 +106,7 @@ class UserAgent(TransactionUser):
         tag = ack.to.tag
         if tag is not None and tag.startswith(STATELESS_TAG_PREFIX):
             return  # the ACK of a stateless 407: nothing to do (§8.2.7)
-        self._spawn(self.calls.on_ack(ack), ack, None)
+        self.calls.on_ack(ack)
 
     def _spawn(
         self, work: Coroutine[Any, Any, None], request: Request, key: TransactionKey | None

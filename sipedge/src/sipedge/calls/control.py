@@ -352,8 +352,9 @@ class CallControl:
             self._cancel(fork)
         self._fail(setup, 487)
 
-    async def on_ack(self, ack: Request) -> None:
-        """An ACK for our 2xx (absorbed: the B leg was ACKed on its 2xx)."""
+    def on_ack(self, ack: Request) -> None:
+        """An ACK for our 2xx (absorbed: the B leg was ACKed on its 2xx); no I/O, so it
+        runs at once rather than as a task of its own."""
         timer = self._retransmits.pop(ack.call_id, None)
         if timer is not None:
             timer.cancel()
