@@ -12,10 +12,13 @@ from hypothesis import strategies as st
 from contracts.keys import (
     PREFIX,
     SNAPSHOT_CHANNEL,
+    active_calls_key,
+    bindings_index_key,
     bindings_key,
     dialog_key,
     domain_index_key,
     escape,
+    nat_bindings_key,
     parse_snapshot_notice,
     snapshot_key,
     snapshot_notice,
@@ -36,6 +39,9 @@ KEYS = [
         "cloudpbx:v1:{demo}:dialog:a84b4c76e66710@pc33.atlanta.com",
     ),
     (dialog_key("demo", "f81d4fae:7dec 11d0"), "cloudpbx:v1:{demo}:dialog:f81d4fae%3A7dec%2011d0"),
+    (bindings_index_key("demo"), "cloudpbx:v1:{demo}:bindings-index"),
+    (nat_bindings_key("demo"), "cloudpbx:v1:{demo}:bindings-nat"),
+    (active_calls_key("demo"), "cloudpbx:v1:{demo}:active-calls"),
     (tenant_key_pattern("demo"), "cloudpbx:v1:{demo}:*"),
 ]
 

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from contracts.keys import PREFIX, dialog_key, tenant_key_pattern
+from contracts.keys import dialog_key, tenant_key_pattern
 from sipedge.adapters.redis_dialogs import RedisDialogStore
 from sipedge.adapters.redis_pipe import RedisPipe
 from sipedge.dialogs import DIALOG_TTL_S, Call, DialogStore, Leg, MemoryDialogStore
@@ -126,7 +126,8 @@ class RedisClients:
         if self.clients:
             client = self.clients[0]
             keys = [key async for key in client.scan_iter(match=tenant_key_pattern(self.tenant))]
-            await client.delete(*keys, f"{PREFIX}active-calls:{self.tenant}")
+            if keys:  # the active-calls set is under the tenant's pattern too
+                await client.delete(*keys)
         for client in self.clients:
             await client.aclose()
         for pipe in self.pipes:

@@ -11,6 +11,9 @@ Lua script or MULTI may span them::
     cloudpbx:v1:{t}:snapshot         string   TenantSnapshot.to_json()
     cloudpbx:v1:{t}:bindings:<aor>   (registrar) the location bindings of one AOR
     cloudpbx:v1:{t}:dialog:<callid>  (calls) the state of one dialog
+    cloudpbx:v1:{t}:bindings-index   zset     every binding of the tenant, by expiry
+    cloudpbx:v1:{t}:bindings-nat     zset     the bindings needing NAT keep-alives
+    cloudpbx:v1:{t}:active-calls     set      A-leg Call-IDs of the calls in progress
 
 The operator writes the snapshot, updates the domain index, then publishes a notice; an
 edge that reads a notice GETs the snapshot key (a missing key means the tenant is gone)
@@ -73,6 +76,21 @@ def bindings_key(tenant: str, aor: str) -> str:
 def dialog_key(tenant: str, call_id: str) -> str:
     """The state of one dialog, keyed by its Call-ID (RFC 3261 §12)."""
     return f"{_tenant_prefix(tenant)}dialog:{escape(call_id)}"
+
+
+def bindings_index_key(tenant: str) -> str:
+    """Sorted set of ``[aor, contact]`` members scored by expiry: the tenant's bindings."""
+    return f"{_tenant_prefix(tenant)}bindings-index"
+
+
+def nat_bindings_key(tenant: str) -> str:
+    """Sorted set like :func:`bindings_index_key`, of bindings needing keep-alives."""
+    return f"{_tenant_prefix(tenant)}bindings-nat"
+
+
+def active_calls_key(tenant: str) -> str:
+    """Set of the A-leg Call-IDs of the tenant's calls in progress (the gauge's count)."""
+    return f"{_tenant_prefix(tenant)}active-calls"
 
 
 def tenant_key_pattern(tenant: str) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from contracts.keys import PREFIX, dialog_key
+from contracts.keys import active_calls_key, dialog_key
 from sipedge.adapters.redis_pipe import Arg, RedisPipe
 from sipedge.dialogs import DIALOG_TTL_S, Call
 
@@ -140,4 +140,4 @@ def _keys(call: Call) -> list[str]:
 
 
 def _active_key(tenant: str) -> str:
-    return f"{PREFIX}active-calls:{tenant}"
+    return active_calls_key(tenant)  # under the tenant's hash tag, beside its dialogs

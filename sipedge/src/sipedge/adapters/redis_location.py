@@ -71,10 +71,10 @@ class _Keys:
         return self.prefix + _bindings_key(tenant, aor)
 
     def index(self, tenant: str) -> str:
-        return self.prefix + _tenant_part(tenant) + "bindings-index"
+        return self.prefix + _index_key(tenant)
 
     def nat(self, tenant: str) -> str:
-        return self.prefix + _tenant_part(tenant) + "bindings-nat"
+        return self.prefix + _nat_key(tenant)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -84,9 +84,13 @@ def _bindings_key(tenant: str, aor: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _tenant_part(tenant: str) -> str:
-    """``cloudpbx:v1:{<escaped tenant>}:`` (to move into contracts.keys with the two sets)."""
-    return keys.tenant_key_pattern(tenant).removesuffix("*")
+def _index_key(tenant: str) -> str:
+    return keys.bindings_index_key(tenant)
+
+
+@functools.lru_cache(maxsize=1024)
+def _nat_key(tenant: str) -> str:
+    return keys.nat_bindings_key(tenant)
 
 
 #: KEYS: the AoR hash, then the other keys the writes touch (the tenant's sorted sets).
