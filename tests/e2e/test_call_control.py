@@ -8,7 +8,6 @@ the ring timeout (CANCEL to the callee, 480 to the caller).
 from __future__ import annotations
 
 import json
-import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,20 +27,7 @@ def phone(user: str, edge: Any) -> ScriptedPhone:
 
 def invite(caller: ScriptedPhone, edge: Any, callee: str, max_forwards: int = 70) -> Request:
     """INVITE → 407 → ACK → INVITE with credentials; returns the second INVITE."""
-    call_id = secrets.token_hex(8)
-    to = f"<sip:{callee}@{edge.domain}>"
-    first = caller.request("INVITE", f"sip:{callee}@{edge.domain}", to, call_id, 1, body=SDP)
-    first.headers.set("Max-Forwards", str(max_forwards))
-    caller.send(first, edge.port)
-    challenge = caller.final()
-    assert challenge.status == 407
-    ack = caller.request("ACK", first.uri_text, challenge.headers.get("To") or to, call_id, 1)
-    ack.headers.set("Via", first.headers.get("Via") or "")
-    caller.send(ack, edge.port)
-    second = caller.request("INVITE", first.uri_text, to, call_id, 2, body=SDP)
-    second.headers.set("Max-Forwards", str(max_forwards))
-    caller.send(caller.with_auth(second, challenge), edge.port)
-    return second
+    return caller.invite(edge.port, callee, max_forwards=max_forwards)
 
 
 def ack_2xx(caller: ScriptedPhone, ok: Response, edge: Any) -> tuple[str, str]:
