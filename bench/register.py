@@ -42,14 +42,12 @@ Run: ``.venv/bin/python bench/register.py [--only kamailio|cloudpbx] [--users N]
 from __future__ import annotations
 
 import argparse
-import shlex
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from sipbench import (
-    BENCH_SECRET,
     BENCH_TENANT,
     FIRST_USER,
     REGISTRAR_CFG,
@@ -64,35 +62,13 @@ from sipbench import (
     register_options,
     result_line,
     run_sipp,
-    tenant_documents,
     write_tenant_manifest,
     write_users_csv,
 )
+from sipbench.edge import CLOUDPBX_CMD, DEFAULT_REDIS, check_manifest, cloudpbx_command
 
-#: How the edge is started; {port}, {manifests} (a folder) and {redis} (a URL) are filled in.
-#: Relative paths are relative to the repository root (the command's working directory).
-CLOUDPBX_CMD = (
-    ".venv/bin/python -m sipedge serve --listen udp:127.0.0.1:{port}"
-    " --manifests {manifests} --redis {redis} --workers 2"
-)
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 TARGETS = ("cloudpbx", "kamailio")
-
-
-def cloudpbx_command(template: str, *, port: int, manifests: Path, redis: str) -> list[str]:
-    """The edge's argument vector: ``template`` with its placeholders filled in."""
-    return shlex.split(
-        template.format(port=port, manifests=shlex.quote(str(manifests)), redis=redis)
-    )
-
-
-def check_manifest(users_count: int, first: int) -> None:
-    """Compiles the generated tenant with the platform's own compiler (fails early, clearly)."""
-    from contracts.manifest import compile_tenant
-
-    secret, tenant = tenant_documents(make_users(users_count, first=first))
-    compile_tenant(tenant, {BENCH_SECRET: secret["stringData"]})
 
 
 def start_target(

@@ -6,6 +6,7 @@ Used by ``bench/register.py``, ``bench/calls.py`` and ``tests/bench_support/`` (
 * :mod:`sipbench.sipp`: the users (SIPp CSV, cloudpbx tenant manifest) and SIPp runs;
 * :mod:`sipbench.kamailio`: SIP server processes (Kamailio and the edge), free ports, the
   OPTIONS readiness probe, Redis cleanup;
+* :mod:`sipbench.edge`: how the benches start the cloudpbx edge and check its tenant;
 * :mod:`sipbench.stats`: SIPp's statistics file and the benches' RESULT line.
 """
 
