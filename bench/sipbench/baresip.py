@@ -41,7 +41,7 @@ import time
 import uuid
 import wave
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -978,6 +978,50 @@ def close_all(phones: Sequence[Phone], *, quit_timeout: float = 3.0) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+PhoneFactory = Callable[..., Phone]
+
+
+@contextlib.contextmanager
+def phones_on(
+    folder: Path,
+    passwords: Mapping[str, str],
+    domain: str,
+    registrar_host: str,
+    registrar_port: int,
+    *,
+    count: int,
+) -> Iterator[PhoneFactory]:
+    """Yield ``factory(user, *, password=None, **options)`` starting phones of ``domain``
+    registered at the registrar, on free loopback ports (``count`` at most); on exit
+    every phone is quit and must have exited cleanly (0), while the registrar is up."""
+    plan = iter(allocate_phone_ports(count))
+    started: list[Phone] = []
+
+    def factory(user: str, *, password: str | None = None, **options: Any) -> Phone:
+        ports = next(plan)
+        phone = Phone(
+            folder / f"phone-{user}",
+            user,
+            passwords[user] if password is None else password,
+            domain,
+            registrar_host,
+            registrar_port,
+            ports.sip_port,
+            ports.rtp_port_range,
+            ctrl_port=ports.ctrl_port,
+            **options,
+        )
+        started.append(phone)
+        return phone
+
+    try:
+        yield factory
+    finally:
+        close_all(started)
+    for phone in started:
+        assert phone.exit_code == 0, f"{phone} exited with {phone.exit_code}"
 
 
 def iter_events(phones: Sequence[Phone]) -> Iterator[tuple[Phone, Event]]:

@@ -7,9 +7,8 @@ phone's recording of what it heard must carry the other phone's tone.
 """
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
@@ -18,10 +17,9 @@ import pytest
 from sipbench.baresip import (
     BaresipError,
     KamailioLab,
-    Phone,
-    allocate_phone_ports,
+    PhoneFactory,
     analyse_tone,
-    close_all,
+    phones_on,
     tone_share,
     write_tone_wav,
 )
@@ -34,8 +32,6 @@ PASSWORDS = {user: f"lab-{user}-secret" for user in ("1001", "1002", "1003", "10
 CALLER_HZ = 440  # multiples of 10 Hz: whole periods in the 100 ms analysis blocks
 CALLEE_HZ = 1000
 
-PhoneFactory = Callable[..., Phone]
-
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[KamailioLab]:
@@ -45,32 +41,9 @@ def lab(tmp_path: Path) -> Iterator[KamailioLab]:
 
 @pytest.fixture
 def make_phone(lab: KamailioLab, tmp_path: Path) -> Iterator[PhoneFactory]:
-    """Start phones on free loopback ports; all are closed before Kamailio stops."""
-    plan = iter(allocate_phone_ports(4))
-    started: list[Phone] = []
-
-    def factory(user: str, *, password: str | None = None, **options: Any) -> Phone:
-        ports = next(plan)
-        phone = Phone(
-            tmp_path / f"phone-{user}",
-            user,
-            PASSWORDS[user] if password is None else password,
-            DOMAIN,
-            lab.host,
-            lab.port,
-            ports.sip_port,
-            ports.rtp_port_range,
-            ctrl_port=ports.ctrl_port,
-            **options,
-        )
-        started.append(phone)
-        return phone
-
-    yield factory
-    close_all(started)
-    for phone in started:
-        # quit (not SIGTERM/SIGKILL) ended every phone while the registrar was up.
-        assert phone.exit_code == 0, f"{phone} exited with {phone.exit_code}"
+    """Phones on free loopback ports; all quit (exit 0) before Kamailio stops."""
+    with phones_on(tmp_path, PASSWORDS, DOMAIN, lab.host, lab.port, count=4) as make:
+        yield make
 
 
 def test_register_call_and_hang_up(make_phone: PhoneFactory) -> None:

@@ -8,7 +8,7 @@ either side. No media relay yet: the SDP passes through, RTP flows phone to phon
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,45 +17,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import pytest
 
 from sipbench.baresip import (
-    Phone,
-    allocate_phone_ports,
+    PhoneFactory,
     analyse_tone,
-    close_all,
+    phones_on,
     write_tone_wav,
 )
 
 PASSWORDS = {"2001": "pw-2001-test", "2002": "pw-2002-test", "2003": "pw-2003-test"}
 CALLER_HZ, CALLEE_HZ = 440, 1000
 
-PhoneFactory = Callable[..., Phone]
-
 
 @pytest.fixture
 def make_phone(edge: Any, tmp_path: Path) -> Iterator[PhoneFactory]:
-    plan = iter(allocate_phone_ports(3))
-    started: list[Phone] = []
-
-    def factory(user: str, **options: Any) -> Phone:
-        ports = next(plan)
-        phone = Phone(
-            tmp_path / f"phone-{user}",
-            user,
-            PASSWORDS[user],
-            edge.domain,
-            "127.0.0.1",
-            edge.port,
-            ports.sip_port,
-            ports.rtp_port_range,
-            ctrl_port=ports.ctrl_port,
-            **options,
-        )
-        started.append(phone)
-        return phone
-
-    yield factory
-    close_all(started)
-    for phone in started:
-        assert phone.exit_code == 0, f"{phone} exited with {phone.exit_code}"
+    with phones_on(tmp_path, PASSWORDS, edge.domain, "127.0.0.1", edge.port, count=3) as make:
+        yield make
 
 
 def test_call_established_and_torn_down(make_phone: PhoneFactory) -> None:
