@@ -35,6 +35,10 @@ from sipedge.sip.transaction.timers import Timer, TimerConfig, Timers
 class State(enum.Enum):
     """The states of RFC 3261 §17 figures 5–8, with RFC 6026's Accepted."""
 
+    # Members are singletons: hash them by identity, in C (Enum.__hash__ is Python code,
+    # and the transition tables hash states and events for every message).
+    __hash__ = object.__hash__
+
     CALLING = "Calling"
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
@@ -46,6 +50,10 @@ class State(enum.Enum):
 
 class Ev(enum.Enum):
     """Inputs other than timers: from the TU, from the network, from the transport."""
+
+    # Members are singletons: hash them by identity, in C (Enum.__hash__ is Python code,
+    # and the transition tables hash states and events for every message).
+    __hash__ = object.__hash__
 
     START = "request from TU (client) / request from network (server)"
     RECV_1XX = "1xx received"
@@ -61,6 +69,10 @@ class Ev(enum.Enum):
 
 class Act(enum.Enum):
     """What a transition does, in the order listed."""
+
+    # Members are singletons: hash them by identity, in C (Enum.__hash__ is Python code,
+    # and the transition tables hash states and events for every message).
+    __hash__ = object.__hash__
 
     SEND_REQUEST = "send (or resend) the request"
     SEND_ACK = "send the ACK of the non-2xx final response (built once, §17.1.1.3)"

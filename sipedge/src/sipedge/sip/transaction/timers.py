@@ -21,6 +21,10 @@ from dataclasses import dataclass
 class Timer(enum.Enum):
     """RFC 3261 Table 4 (Timer C is the proxy's, §16.6, not a transaction's) plus RFC 6026."""
 
+    # Members are singletons: hash them by identity, in C (Enum.__hash__ is Python code,
+    # and the transition tables hash states and events for every message).
+    __hash__ = object.__hash__
+
     A = "A"  # INVITE request retransmit interval, unreliable transports only
     B = "B"  # INVITE client transaction timeout
     D = "D"  # INVITE client: wait for response retransmits (Completed)
