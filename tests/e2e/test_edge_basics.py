@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
+import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -158,3 +161,40 @@ def test_first_attempts_are_challenged_without_a_transaction(edge: Any) -> None:
     assert metric(edge, "sip_challenges_total") >= 4
     assert edge.alive()
     assert "Traceback" not in edge.log.read_text()
+
+
+def worker_pids(edge: Any) -> list[int]:
+    """The edge's worker processes (its children, but multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{edge.process.pid}/task/{edge.process.pid}/children")
+    pids = [int(pid) for pid in children.read_text().split()]
+    return [
+        pid for pid in pids if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def test_a_killed_worker_is_started_again(edge_factory: Any) -> None:
+    edge = edge_factory(redis=True, workers=2)
+    before = worker_pids(edge)
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        after = worker_pids(edge)
+        if (
+            len(after) == 2
+            and before[0] not in after
+            and "starting it again" in edge.log.read_text()
+        ):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no replacement worker:\n{edge.log.read_text()[-2000:]}")
+    time.sleep(1.0)  # the new worker loads its tenants and binds the port
+    # From many source ports (spread over both workers by the kernel): all answered.
+    for probe in range(12):  # each its own transaction: a new branch and Call-ID
+        fresh = options(edge.port).replace(b"opt1", f"opt1-{probe}".encode())
+        fresh = fresh.replace(b"opt-1@test", f"opt-1-{probe}@test".encode())
+        assert udp_exchange(edge.port, fresh).status == 200
+    edge.process.send_signal(signal.SIGTERM)
+    assert edge.process.wait(timeout=15) == 0  # a deliberate stop restarts nothing
+    assert edge.log.read_text().count("starting it again") == 1

@@ -64,3 +64,22 @@ async def test_a_sibling_hands_over_with_the_original_source() -> None:
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.asyncio
+async def test_a_missing_sibling_costs_the_datagram_not_the_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = f"cloudpbx-test-{secrets.token_hex(4)}"
+    alone = Transports(lambda inbound: None)
+    await alone.start(
+        (Listen("UDP", "127.0.0.1", 0),), reuse_port=False, group=WorkerGroup(name, 0, 2)
+    )
+    try:
+        theirs = response("Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKw1-abc;rport")
+        for _ in range(3):  # worker 1 never started: each is dropped, warned about once
+            assert alone.hand_over(theirs, "192.0.2.7", 5062)
+        warnings = [r for r in caplog.records if "cannot hand responses" in r.getMessage()]
+        assert len(warnings) == 1
+    finally:
+        await alone.close()

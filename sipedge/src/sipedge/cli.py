@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import multiprocessing
+import multiprocessing.connection
+import multiprocessing.process
 import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 from sipedge import logs
 from sipedge.app import serve
 from sipedge.config import EdgeConfig, Listen
 from sipedge.tenants import demo_manifests, load_manifest_folder
+
+log = logging.getLogger("sipedge.cli")
 
 DEFAULT_PORT = 5060
 
@@ -102,29 +109,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run_workers(config)
 
 
+#: A worker that dies is started again, but not more often than this in RESTART_WINDOW_S:
+#: beyond it the edge stops and exits non-zero, for its supervisor (Kubernetes) to act.
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
+
+
 def _run_workers(config: EdgeConfig) -> int:
+    """Run ``config.workers`` processes sharing the port; restart one that dies.
+
+    SIGTERM and SIGINT are passed on to every worker (each drains, then exits), after
+    which nothing is restarted. A worker that dies otherwise (a crash, the OOM killer)
+    is replaced under the same index, so its branch prefix and hand-over inbox come
+    back; its transactions are lost, as a restarted Kamailio child's would be.
+    """
     if config.workers == 1:
         _run(config, 0)
         return 0
+    logs.setup("info")
     config = replace(config, worker_group=f"cloudpbx-edge-{os.getpid()}-{secrets.token_hex(4)}")
     context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(target=_worker, args=(config, i), daemon=False)
-        for i in range(config.workers)
-    ]
-    for worker in workers:
+    stopping = False
+
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        worker = context.Process(target=_worker, args=(config, index), daemon=False)
         worker.start()
+        return worker
+
+    workers = {index: start(index) for index in range(config.workers)}
 
     def forward(signum: int, _frame: object) -> None:
-        for worker in workers:
-            if worker.pid is not None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers.values():
+            if worker.pid is not None and worker.exitcode is None:
                 os.kill(worker.pid, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for worker in workers:
-        worker.join()
-    return max((worker.exitcode or 0) for worker in workers)
+    restarts: list[float] = []
+    exit_codes: dict[int, int] = {}
+    while len(exit_codes) < len(workers):
+        running = {w.sentinel: i for i, w in workers.items() if i not in exit_codes}
+        for sentinel in multiprocessing.connection.wait(list(running)):
+            index = running[cast(int, sentinel)]
+            worker = workers[index]
+            worker.join()
+            code = worker.exitcode or 0
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < RESTART_WINDOW_S]
+            if stopping or len(restarts) >= MAX_RESTARTS:
+                exit_codes[index] = code
+                if not stopping:
+                    log.error(
+                        "edge worker %d exited (%d): too many restarts, stopping", index, code
+                    )
+                    forward(signal.SIGTERM, None)
+                    exit_codes[index] = code or 1
+                continue
+            log.warning("edge worker %d exited (%d); starting it again", index, code)
+            restarts.append(now)
+            workers[index] = start(index)
+    return max(exit_codes.values())
 
 
 def _worker(config: EdgeConfig, index: int) -> None:

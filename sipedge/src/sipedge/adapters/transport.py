@@ -188,6 +188,7 @@ class Transports:
         self._group: WorkerGroup | None = None
         self._inbox: asyncio.DatagramTransport | None = None
         self._outbox: socket.socket | None = None
+        self._unreachable: set[int] = set()
 
     async def start(
         self, listens: tuple[Listen, ...], reuse_port: bool, group: WorkerGroup | None = None
@@ -233,7 +234,11 @@ class Transports:
         try:
             self._outbox.sendto(b"%b %d\n%b" % (host.encode(), port, data), group.address(owner))
         except OSError as exc:  # the sibling is gone or its inbox full: lost, as on UDP
-            log.info("cannot hand a response to worker %d: %s", owner, exc)
+            if owner not in self._unreachable:  # once per sibling, not once per packet
+                self._unreachable.add(owner)
+                log.warning("cannot hand responses to worker %d: %s", owner, exc)
+        else:
+            self._unreachable.discard(owner)
         return True
 
     def udp_protocol(self, family_host: str) -> _Udp | None:
