@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -143,7 +144,8 @@ def _run_workers(config: EdgeConfig) -> int:
         stopping = True
         for worker in workers.values():
             if worker.pid is not None and worker.exitcode is None:
-                os.kill(worker.pid, signum)
+                with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+                    os.kill(worker.pid, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
