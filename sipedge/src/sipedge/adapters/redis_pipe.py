@@ -44,7 +44,6 @@ class RedisPipe:
         self._timeout_s = timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
-        self._scripts: dict[str, bytes] = {}
 
     async def execute(self, *args: Arg) -> Any:
         """Run one command; its reply as hiredis gives it (bytes, int, list, None)."""
