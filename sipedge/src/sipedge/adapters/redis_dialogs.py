@@ -24,11 +24,12 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from contracts.keys import active_calls_key, dialog_key
+from sipedge.adapters.memo import Generations
 from sipedge.adapters.redis_pipe import Arg, RedisPipe
 from sipedge.dialogs import DIALOG_TTL_S, Call
 
 #: Calls whose legs this process remembers: two generations of at most this many
-#: Call-IDs each (~200 bytes apiece; see sipedge.sip.grammar.remembered). A bound on
+#: Call-IDs each (~200 bytes apiece; see sipedge.adapters.memo). A bound on
 #: memory, not on calls: a call it forgot is still taken, in two round trips.
 KNOWN_CALLS = 16_384
 
@@ -70,8 +71,7 @@ class RedisDialogStore:
         self._delete = client.register_script(_DELETE)
         self._take = client.register_script(_TAKE)
         #: (tenant, Call-ID of a leg) → (A-leg Call-ID, B-leg Call-ID) of calls put here.
-        self._legs: dict[tuple[str, str], tuple[str, str]] = {}
-        self._legs_before: dict[tuple[str, str], tuple[str, str]] = {}
+        self._legs: Generations[tuple[str, str], tuple[str, str]] = Generations(KNOWN_CALLS)
 
     async def put(self, call: Call, now: float) -> None:
         args: list[Arg] = [call.to_json(), DIALOG_TTL_S, call.a.call_id]
@@ -92,7 +92,7 @@ class RedisDialogStore:
         return bool(removed)
 
     async def take(self, tenant: str, call_id: str) -> Call | None:
-        legs = self._legs.get((tenant, call_id)) or self._legs_before.get((tenant, call_id))
+        legs = self._legs.get((tenant, call_id))
         if legs is None:
             call = await self.get(tenant, call_id)
             return call if call is not None and await self.delete(call) else None
@@ -119,15 +119,13 @@ class RedisDialogStore:
         return await script(keys=keys, args=args)
 
     def _remember(self, call: Call) -> None:
-        if len(self._legs) >= KNOWN_CALLS:
-            self._legs_before, self._legs = self._legs, {}
         pair = (call.a.call_id, call.b.call_id)
-        self._legs[(call.tenant, pair[0])] = self._legs[(call.tenant, pair[1])] = pair
+        self._legs.put((call.tenant, pair[0]), pair)
+        self._legs.put((call.tenant, pair[1]), pair)
 
     def _forget(self, tenant: str, a_call_id: str, b_call_id: str) -> None:
-        for legs in (self._legs, self._legs_before):
-            legs.pop((tenant, a_call_id), None)
-            legs.pop((tenant, b_call_id), None)
+        self._legs.pop((tenant, a_call_id))
+        self._legs.pop((tenant, b_call_id))
 
 
 def _keys(call: Call) -> list[str]:

@@ -51,6 +51,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from contracts import keys
+from sipedge.adapters.memo import Generations
 from sipedge.adapters.redis_pipe import RedisPipe
 from sipedge.location import Binding, D, LocationBusy, Source, merged, ordered
 
@@ -157,10 +158,8 @@ class RedisLocationStore:
         self._keys = _Keys(key_prefix)
         self._max_attempts = max_attempts
         self._compare_and_apply = client.register_script(_COMPARE_AND_APPLY)
-        #: AoR key → the hash content last written or seen there, in two generations
-        #: (bounded, O(1); see sipedge.sip.grammar.remembered).
-        self._known: dict[str, _Content] = {}
-        self._known_before: dict[str, _Content] = {}
+        #: AoR key → the hash content last written or seen there (bounded).
+        self._known: Generations[str, _Content] = Generations(KNOWN_AORS)
 
     async def lookup(self, tenant: str, aor: str, now: float) -> list[Binding]:
         key = self._keys.aor(tenant, aor)
@@ -181,9 +180,9 @@ class RedisLocationStore:
         content to decide on again.
         """
         keys = [self._keys.aor(tenant, aor), self._keys.index(tenant), self._keys.nat(tenant)]
-        believed = self._known.pop(keys[0], None)
+        believed = self._known.pop(keys[0])
         if believed is None:
-            believed = self._known_before.pop(keys[0], {})
+            believed = {}
         seen = False  # the belief is what Redis replied, not a guess
         for _ in range(self._max_attempts):
             live = ordered(b for b in _decode_all(believed.values()) if b.is_live(now))
@@ -214,13 +213,10 @@ class RedisLocationStore:
         return await self._compare_and_apply(keys=keys, args=argv)
 
     def _remember(self, key: str, content: _Content) -> None:
-        if len(self._known) >= KNOWN_AORS:
-            self._known_before, self._known = self._known, {}
-        self._known[key] = content
+        self._known.put(key, content)
 
     async def remove_all(self, tenant: str) -> None:
         self._known.clear()
-        self._known_before.clear()
         members = await self._client.zrange(self._keys.index(tenant), 0, -1)
         aors = sorted({_unmember(member)[0] for member in members})
         keys = [self._keys.aor(tenant, aor) for aor in aors]
