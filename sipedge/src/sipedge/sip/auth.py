@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from typing import Self
 
 from sipedge.sip.errors import ParseError, ProtocolMisuse
 from sipedge.sip.grammar import WSP, find_quote_end, is_token, quote, split_outside, unquote
@@ -56,8 +56,6 @@ AuthParam = tuple[str, str]
 class _AuthValue:
     """A scheme and either its ordered auth-params (values unquoted) or its raw text."""
 
-    _QUOTED: ClassVar[frozenset[str]] = frozenset()
-
     scheme: str
     params: tuple[AuthParam, ...] = ()
     raw: str | None = None
@@ -75,7 +73,7 @@ class _AuthValue:
         cls, scheme: str, params: tuple[AuthParam, ...], raw: str | None, by_name: dict[str, str]
     ) -> Self:
         """An instance from :func:`_parse`, whose output needs no second check."""
-        value = object.__new__(cls)
+        value = cls.__new__(cls)  # compiled by mypyc, object.__new__(cls) is refused
         for name, item in (("scheme", scheme), ("params", params), ("raw", raw)):
             object.__setattr__(value, name, item)
         object.__setattr__(value, "_by_name", by_name)
@@ -104,23 +102,30 @@ class _AuthValue:
         return f"{self.scheme} {rendered}"
 
     def _render(self, name: str, value: str) -> str:
-        if name.lower() in self._QUOTED or not is_token(value):
+        if name.lower() in self._quoted() or not is_token(value):
             return quote(value)
         return value
+
+    # A method, not a ClassVar: mypyc turns a ClassVar of a dataclass into a field.
+    def _quoted(self) -> frozenset[str]:
+        """The parameters written as quoted strings whatever their value."""
+        return frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class Challenge(_AuthValue):
     """A WWW-Authenticate or Proxy-Authenticate value (RFC 3261 §20.44, §20.27)."""
 
-    _QUOTED: ClassVar[frozenset[str]] = _CHALLENGE_QUOTED
+    def _quoted(self) -> frozenset[str]:
+        return _CHALLENGE_QUOTED
 
 
 @dataclass(frozen=True, slots=True)
 class Credentials(_AuthValue):
     """An Authorization or Proxy-Authorization value (RFC 3261 §20.7, §20.28)."""
 
-    _QUOTED: ClassVar[frozenset[str]] = _CREDENTIALS_QUOTED
+    def _quoted(self) -> frozenset[str]:
+        return _CREDENTIALS_QUOTED
 
 
 def parse_challenge(value: str, header: str = WWW_AUTHENTICATE) -> Challenge:

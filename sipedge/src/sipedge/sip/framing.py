@@ -156,8 +156,8 @@ class StreamFramer:
             return self._reject(exc, exc.headers, start)
         except FramingError:
             raise
-        except ParseError as exc:
-            raise FramingError(exc.reason, exc.status) from None
+        except ParseError as error:  # not ``exc``: mypyc would type it HeadError, as above
+            raise FramingError(error.reason, error.status) from None
         length = content_length(message.headers)
         if length is None:
             raise FramingError("Bad Request: Content-Length is mandatory on streams")

@@ -36,7 +36,8 @@ T_co = TypeVar("T_co", covariant=True)
 class TextParser(Protocol[T_co]):
     """A parser of one field's text; ``what`` names the field in its errors."""
 
-    def __call__(self, text: str, what: str = ...) -> T_co: ...
+    # The default is never used (a protocol's body is not run); mypyc rejects ``= ...``.
+    def __call__(self, text: str, what: str = "") -> T_co: ...
 
 
 def remembered(

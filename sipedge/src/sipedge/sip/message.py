@@ -60,10 +60,8 @@ class Headers:
     @classmethod
     def _from_parsed(cls, fields: list[tuple[str, str, str]]) -> Headers:
         """Adopt ``(key, canonical name, value)`` triples built by the parser."""
-        headers = cls.__new__(cls)
+        headers = cls()  # not cls.__new__(cls): mypyc cannot compile that call
         headers._fields = fields
-        headers._cache = {}
-        headers._index = None
         return headers
 
     def _by_key(self, key: str) -> list[str]:
@@ -382,7 +380,8 @@ class Message:
         lines += [f"Content-Length: {len(self.body)}", "", ""]
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
-    __bytes__ = to_bytes
+    def __bytes__(self) -> bytes:  # not ``__bytes__ = to_bytes``: mypyc breaks on that alias
+        return self.to_bytes()
 
 
 class Request(Message):
@@ -399,7 +398,7 @@ class Request(Message):
     ) -> None:
         super().__init__(headers, body)
         self.method = method
-        self.uri = uri
+        self._set_uri(uri)
 
     @property
     def uri(self) -> Uri:
@@ -407,6 +406,11 @@ class Request(Message):
 
     @uri.setter
     def uri(self, value: Uri | str) -> None:
+        self._set_uri(value)
+
+    # Not inlined in the setter: compiled by mypyc, ``self.uri = text`` in __init__ refused
+    # a str (it checked the value against the getter's type).
+    def _set_uri(self, value: Uri | str) -> None:
         if isinstance(value, str):
             self._uri = parse_uri(value, "Request-URI")
             self._uri_text = value

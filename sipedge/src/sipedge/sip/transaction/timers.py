@@ -62,6 +62,13 @@ class TimerConfig:
         if min(self.t4_s, self.timer_d_s, self.trying_s or 0.0) < 0:
             raise ValueError("T4, Timer D and the 100 Trying delay cannot be negative")
 
+    # The edge's workers get their config pickled. Compiled by mypyc, a frozen dataclass
+    # unpickles through its own __setattr__ and fails: rebuild it through __init__.
+    def __reduce__(
+        self,
+    ) -> tuple[type[TimerConfig], tuple[float, float, float, float, float | None]]:
+        return (type(self), (self.t1_s, self.t2_s, self.t4_s, self.timer_d_s, self.trying_s))
+
     def initial_s(self, timer: Timer, reliable: bool) -> float | None:
         """The value ``timer`` starts with (Table 4); ``None``: it does not run at all."""
         match timer:
