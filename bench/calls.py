@@ -84,7 +84,13 @@ from sipbench import (
     write_tenant_manifest,
     write_users_csv,
 )
-from sipbench.edge import CLOUDPBX_CMD, DEFAULT_REDIS, check_manifest, cloudpbx_command
+from sipbench.edge import (
+    CLOUDPBX_CMD,
+    DEFAULT_REDIS,
+    check_manifest,
+    cloudpbx_command,
+    prepare_build,
+)
 from sipbench.stats import table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -340,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cloudpbx" in targets:
         check_manifest(args.users, args.first_user)
         write_tenant_manifest(files.manifests / "bench.yaml", users)
+        print(f"cloudpbx: measuring {prepare_build(args.cloudpbx_cmd)}")
     print(
         f"calls: {users[0].number} called by {len(users) - 1} users, hold {args.hold_ms} ms,"
         f" {args.step_seconds:g} s per step from {args.start_rate}/s to at most"

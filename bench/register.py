@@ -65,7 +65,13 @@ from sipbench import (
     write_tenant_manifest,
     write_users_csv,
 )
-from sipbench.edge import CLOUDPBX_CMD, DEFAULT_REDIS, check_manifest, cloudpbx_command
+from sipbench.edge import (
+    CLOUDPBX_CMD,
+    DEFAULT_REDIS,
+    check_manifest,
+    cloudpbx_command,
+    prepare_build,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("cloudpbx", "kamailio")
@@ -147,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cloudpbx" in targets:
         check_manifest(args.users, args.first_user)
         write_tenant_manifest(workdir / "manifests" / "bench.yaml", users)
+        print(f"cloudpbx: measuring {prepare_build(args.cloudpbx_cmd)}")
     print(
         f"register: {args.users} users, digest auth, closed loop of {args.window}"
         f" in flight; work folder {workdir}"

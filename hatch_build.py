@@ -1,0 +1,56 @@
+"""Hatch build hook: compile the sans-IO SIP core (``sipedge.sip``) with mypyc.
+
+Off by default (``enable-by-default = false`` in pyproject.toml): a wheel is compiled with
+``HATCH_BUILD_HOOKS_ENABLE=1 pip wheel .``. Editable installs are never compiled, so no
+extension module lands next to a source file and shadows later edits of it.
+
+Not the hatch-mypyc plugin: it builds into the first of the wheel's sorted source folders
+(``cloudpbx/src`` here, of five), where ``sipedge/sip`` does not exist.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hatchling.builders.config import BuilderConfig
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+SOURCE = "sipedge/src"
+COMPILED = "sipedge/sip"
+NOT_COMPILED = {"sipedge/sip/__init__.py"}
+
+
+class MypycBuildHook(BuildHookInterface[BuilderConfig]):
+    PLUGIN_NAME = "custom"
+
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        if self.target_name != "wheel" or version == "editable":
+            return
+        from mypyc.build import mypycify
+        from setuptools import Distribution
+
+        source = Path(self.root, SOURCE)
+        out = Path(self.root, "build", "mypyc")
+        shutil.rmtree(out, ignore_errors=True)
+        paths = sorted(
+            str(path)
+            for path in (source / COMPILED).rglob("*.py")
+            if path.relative_to(source).as_posix() not in NOT_COMPILED
+        )
+        # A bare Distribution: setup() would read pyproject.toml and discover packages.
+        dist = Distribution(
+            {
+                "name": "cloudpbx-mypyc",
+                "ext_modules": mypycify(paths, opt_level="3", target_dir=str(out / "c")),
+            }
+        )
+        build_ext = dist.get_command_obj("build_ext")
+        build_ext.build_lib = str(out / "lib")
+        build_ext.build_temp = str(out / "tmp")
+        dist.run_command("build_ext")
+        for built in (out / "lib").rglob("*.so"):
+            build_data["force_include"][str(built)] = built.relative_to(out / "lib").as_posix()
+        build_data["pure_python"] = False
+        build_data["infer_tag"] = True
