@@ -1,11 +1,11 @@
-"""Hatch build hook: compile the sans-IO SIP core (``sipedge.sip``) with mypyc.
+"""Hatch build hook: compile the SIP edge (``sipedge``, its SIP core included) with mypyc.
 
 Off by default (``enable-by-default = false`` in pyproject.toml): a wheel is compiled with
 ``HATCH_BUILD_HOOKS_ENABLE=1 pip wheel .``. Editable installs are never compiled, so no
 extension module lands next to a source file and shadows later edits of it.
 
 Not the hatch-mypyc plugin: it builds into the first of the wheel's sorted source folders
-(``cloudpbx/src`` here, of five), where ``sipedge/sip`` does not exist.
+(``cloudpbx/src`` here, of six), where ``sipedge`` does not exist.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .sipp import BENCH_SECRET, make_users, tenant_documents
 
-#: The build the benches measure: the wheel as it ships, its SIP core compiled by mypyc,
+#: The build the benches measure: the wheel as it ships, the edge compiled by mypyc,
 #: unpacked by ``./pbx build`` (the editable .venv runs the same source uncompiled).
 COMPILED_TREE = "build/compiled"
 #: How the edge is started; {port}, {manifests} (a folder) and {redis} (a URL) are filled in.
@@ -33,7 +33,7 @@ def prepare_build(template: str) -> str:
     if COMPILED_TREE not in template:
         return "the command given"
     subprocess.run(["./pbx", "build"], check=True)
-    return f"the compiled wheel ({COMPILED_TREE}, SIP core built by mypyc)"
+    return f"the compiled wheel ({COMPILED_TREE}, the edge built by mypyc)"
 
 
 def check_manifest(users_count: int, first: int) -> None:
