@@ -39,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import cast
 
 sys.path.insert(0, "bench")
 
@@ -47,7 +48,7 @@ from redis.asyncio import Redis
 
 from contracts.keys import tenant_key_pattern
 from sipbench import User, make_users, write_tenant_manifest
-from sipedge.adapters.transport import Inbound
+from sipedge.adapters.transport import Inbound, _Udp
 from sipedge.app import EdgeProcess, settle_heap
 from sipedge.config import EdgeConfig, Listen
 from sipedge.sip.auth import parse_challenge
@@ -82,6 +83,16 @@ def register_bytes(number: str, cseq: int, authorization: str | None = None) -> 
     ).encode()
 
 
+class _Sink:
+    """Stands for the UDP socket's transport: what is sent lands in a list."""
+
+    def __init__(self, sent: list[bytes]) -> None:
+        self.sent = sent
+
+    def sendto(self, data: bytes, addr: object = None) -> None:
+        self.sent.append(data)
+
+
 class Pipeline:
     """One edge process whose socket writes land in :attr:`sent`."""
 
@@ -92,11 +103,11 @@ class Pipeline:
             EdgeConfig(listens=(listen,), manifests=manifests, redis_url=redis_url)
         )
         self.sent: list[bytes] = []
-        self.process.edge.transports.send = self._collect  # type: ignore[method-assign]
-
-    def _collect(self, data: bytes, peer: Peer, via: object = None) -> bool:
-        self.sent.append(data)
-        return True
+        # No socket: the listener's protocol writes into a list. Patched at the transport,
+        # not by replacing Transports.send: the compiled edge's methods cannot be replaced.
+        protocol = _Udp(listen, lambda inbound: None)
+        protocol.transport = cast(asyncio.DatagramTransport, _Sink(self.sent))
+        self.process.edge.transports._udp[listen] = protocol
 
     async def drive(self, datagrams: list[bytes]) -> None:
         """Hand the datagrams to the edge as its socket would; wait for their handlers."""
