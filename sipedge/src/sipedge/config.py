@@ -8,7 +8,7 @@ binds 0.0.0.0 and advertises its Service's address.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from sipedge.sip.transaction import TimerConfig
@@ -35,6 +35,11 @@ class Listen:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.transport.lower()}:{host}:{self.port}"
+
+    # Pickled to the edge's workers; compiled by mypyc, a frozen dataclass unpickles
+    # through its own __setattr__ and fails: rebuild it through __init__.
+    def __reduce__(self) -> tuple[type[Listen], tuple[str, str, int]]:
+        return (type(self), (self.transport, self.host, self.port))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,10 @@ class EdgeConfig:
     drain_s: float = 5.0
     timers: TimerConfig = field(default_factory=TimerConfig)
     user_agent: str = "cloudpbx-edge"
+
+    def __reduce__(self) -> tuple[type[EdgeConfig], tuple[object, ...]]:
+        """Rebuilt through __init__ when unpickled (see :meth:`Listen.__reduce__`)."""
+        return (type(self), tuple(getattr(self, f.name) for f in fields(self)))
 
     @property
     def advertised_host(self) -> str:
