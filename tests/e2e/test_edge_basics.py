@@ -164,12 +164,21 @@ def test_first_attempts_are_challenged_without_a_transaction(edge: Any) -> None:
 
 
 def worker_pids(edge: Any) -> list[int]:
-    """The edge's worker processes (its children, but multiprocessing's resource tracker)."""
+    """The edge's worker processes (its children, but multiprocessing's resource tracker).
+
+    A killed worker may still be listed as a child and be gone a moment later, before its
+    command line is read: it is then no worker.
+    """
     children = Path(f"/proc/{edge.process.pid}/task/{edge.process.pid}/children")
-    pids = [int(pid) for pid in children.read_text().split()]
-    return [
-        pid for pid in pids if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    workers = []
+    for pid in (int(pid) for pid in children.read_text().split()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (ProcessLookupError, FileNotFoundError):
+            continue
+        if b"resource_tracker" not in cmdline:
+            workers.append(pid)
+    return workers
 
 
 def test_a_killed_worker_is_started_again(edge_factory: Any) -> None:
