@@ -191,6 +191,11 @@ async def test_delete_wins_once(stores: tuple[str, Opener]) -> None:
     await store.put(call, NOW)
     assert await store.delete(call) is True
     assert await store.delete(call) is False
+    await assert_call_gone(store, tenant)
+
+
+async def assert_call_gone(store: DialogStore, tenant: str) -> None:
+    """Neither leg of :func:`a_call` is found any more, and the tenant counts no call."""
     assert await store.get(tenant, A_LEG.call_id) is None
     assert await store.get(tenant, B_LEG.call_id) is None
     assert await store.count(tenant) == 0
@@ -204,9 +209,7 @@ async def test_take_removes_the_whole_call_once(stores: tuple[str, Opener], leg:
     await store.put(call, NOW)
     assert await store.take(tenant, leg) == call
     assert await store.take(tenant, leg) is None
-    assert await store.get(tenant, A_LEG.call_id) is None
-    assert await store.get(tenant, B_LEG.call_id) is None
-    assert await store.count(tenant) == 0
+    await assert_call_gone(store, tenant)
 
 
 @pytest.mark.parametrize("leg", [A_LEG.call_id, B_LEG.call_id])
