@@ -54,3 +54,40 @@ def test_retransmitted_2xx_is_acked_again_not_hung_up(edge: Any) -> None:
     finally:
         caller.close()
         callee.close()
+
+
+def test_second_dialog_of_the_same_invite_is_acked_and_hung_up(edge: Any) -> None:
+    """A 2xx with another To tag on the same B-leg INVITE (forked beyond the callee) is a
+    second dialog: §13.2.2.4 says ACK it, and a B2BUA that already has its call ends it
+    with a BYE, while the first dialog goes on."""
+    caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
+    callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
+    try:
+        callee.register(edge.port)
+        call_id = caller.invite(edge.port, "2002").call_id
+
+        incoming = callee.receive_request("INVITE")
+        callee.answer(incoming, 200, "OK", edge.port, SDP)
+        first_ack = callee.receive_request("ACK")
+        first_tag = callee.tag
+        callee.tag = "second-branch"
+        callee.answer(incoming, 200, "OK", edge.port, SDP)  # another dialog, same INVITE
+        second_ack = callee.receive_request("ACK")
+        assert second_ack.to.tag == "second-branch"
+        assert first_ack.to.tag == first_tag
+        bye = callee.receive_request("BYE")
+        assert bye.to.tag == "second-branch"  # the second dialog is the one hung up
+        callee.answer(bye, 200, "OK", edge.port)
+
+        answer = caller.final()
+        assert answer.status == 200
+        target, in_dialog_to = str(answer.contacts[0].uri), answer.headers.get("To") or ""  # type: ignore[index]
+        caller.send(caller.request("ACK", target, in_dialog_to, call_id, 2), edge.port)
+        caller.send(caller.request("BYE", target, in_dialog_to, call_id, 3), edge.port)
+        bye = callee.receive_request("BYE")
+        assert bye.to.tag == first_tag  # the call itself was still up, on the first dialog
+        callee.answer(bye, 200, "OK", edge.port)
+        assert caller.final().status == 200
+    finally:
+        caller.close()
+        callee.close()

@@ -239,6 +239,12 @@ class Edge:
         self._perform(outputs)
         return key
 
+    def rehandle(self, key: ClientKey, handler: ClientHandler) -> None:
+        """Give a running client transaction a new handler (gone already: ignored), so
+        that the state an old one closed over need not outlive what it was for."""
+        if key in self._handlers:
+            self._handlers[key] = handler
+
     def send_stateless(self, message: Request | Response, destination: Peer) -> None:
         """An ACK for a 2xx or a retransmitted 2xx: no transaction (RFC 3261 §13.3.1.4)."""
         self._write(message, destination, None)

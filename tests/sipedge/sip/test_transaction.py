@@ -13,6 +13,7 @@ from sipedge.sip.errors import ProtocolMisuse
 from sipedge.sip.message import Request, Response
 from sipedge.sip.transaction import (
     ClientKey,
+    InviteServerTransaction,
     Output,
     PassToTU,
     Peer,
@@ -429,3 +430,47 @@ def _ack_headers(transport: str = "UDP") -> list[tuple[str, str]]:
         ("Call-ID", "call-1@client.example.com"),
         ("CSeq", "1 ACK"),
     ]
+
+
+# -- what a finished transaction keeps -------------------------------------------------
+
+
+def test_finished_transactions_let_go_of_the_messages_they_no_longer_need() -> None:
+    """On UDP a finished transaction lingers (Timers D, J, L, M: 32 s) to absorb
+    retransmissions: it keeps what that takes, not the parsed request it answered."""
+    layer, key, req = uas()
+    ok = answer(req, 200, "OK")
+    layer.respond(key, ok, 1.0)
+    transaction = layer.get(key)
+    assert isinstance(transaction, InviteServerTransaction)
+    with pytest.raises(ProtocolMisuse, match="no longer holds its request"):
+        transaction.request  # noqa: B018
+    assert transaction.last_response is None  # Accepted never resends: the TU does
+    assert transaction.to_tag == "b2"  # what an RFC 2543 ACK is matched by
+    assert layer.respond(key, ok, 2.0) == [Send(ok, UAC, key)]  # the TU's retransmission
+
+    layer, key, req = uas("BYE")
+    bye_ok = answer(req, 200, "OK")
+    layer.respond(key, bye_ok, 0.5)
+    with pytest.raises(ProtocolMisuse):
+        layer.get(key).request  # type: ignore[union-attr]  # noqa: B018
+    assert layer.receive(request("BYE"), UAC, 1.0) == [Send(bye_ok, UAC, key)]  # still resent
+
+    client, ckey, invite = uac()
+    client.receive(answer(invite, 486, "Busy Here"), UAS, 0.1)
+    with pytest.raises(ProtocolMisuse):
+        client.get(ckey).request  # type: ignore[union-attr]  # noqa: B018
+    (ack,) = client.receive(answer(invite, 486, "Busy Here"), UAS, 0.2)  # the ACK, built once
+    assert isinstance(ack, Send)
+    assert ack.message.method == "ACK"  # type: ignore[union-attr]
+
+
+def test_invite_server_keeps_its_to_tag_after_the_ack_confirms_it() -> None:
+    layer, key, req = uas()
+    layer.respond(key, answer(req, 486, "Busy Here", tag="t486"), 0.0)
+    layer.receive(Request("ACK", "sip:bob@example.com", _ack_headers()), UAC, 0.1)
+    transaction = layer.get(key)
+    assert isinstance(transaction, InviteServerTransaction)
+    assert layer.state(key) is State.CONFIRMED
+    assert transaction.last_response is None
+    assert transaction.to_tag == "t486"

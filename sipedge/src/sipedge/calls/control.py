@@ -26,7 +26,7 @@ from sipedge.calls.build import (
     relayed_response,
 )
 from sipedge.dialogs import Call, DialogStore, Leg
-from sipedge.edge import ClientEvent, Edge
+from sipedge.edge import ClientEvent, ClientHandler, Edge
 from sipedge.location import Binding, LocationStore
 from sipedge.sip.message import Request, Response, make_response
 from sipedge.sip.transaction import CancelReceived, ClientKey, Peer, TimedOut, TransactionKey
@@ -48,6 +48,16 @@ class Fork:
     provisional: bool = False
     final: int | None = None
     cancel_pending: bool = False
+
+
+@dataclass(eq=False)
+class Answered:
+    """What an answered fork's INVITE transaction still needs while it lingers (Timer M)."""
+
+    tenant: str
+    #: The B leg as we started it; each 2xx completes it into a dialog.
+    template: Leg
+    destination: Peer
     #: The ACK we sent for each dialog a 2xx of this INVITE made, by the callee's To tag.
     acks: dict[str, Request] = field(default_factory=dict)
 
@@ -187,10 +197,18 @@ class CallControl:
                 self._b_answered(setup, fork, event)
             else:
                 fork.final = event.status
+                self._settled(fork, _ignore)  # Completed: only ACK retransmissions follow
                 self._maybe_fail(setup)
         else:
             fork.final = 408 if isinstance(event, TimedOut) else 503
             self._maybe_fail(setup)
+
+    def _settled(self, fork: Fork, handler: ClientHandler) -> None:
+        """A fork has its final answer: from now on its INVITE transaction (which lingers
+        32 s on UDP, Timers D and M) hands its events to ``handler``, which holds what
+        they need, not the set-up with both parsed INVITEs."""
+        if fork.key is not None:
+            self.edge.rehandle(fork.key, handler)
 
     def _b_provisional(self, setup: Setup, fork: Fork, response: Response) -> None:
         fork.provisional = True
@@ -204,13 +222,11 @@ class CallControl:
         self.edge.respond(setup.a_key, relayed)
 
     def _b_answered(self, setup: Setup, fork: Fork, response: Response) -> None:
-        tag = response.to.tag or ""
-        ack = fork.acks.get(tag)
-        if ack is not None:  # a retransmitted 2xx: our ACK was lost or late (§13.2.2.4)
-            self.edge.send_stateless(ack, fork.destination)  # the same bytes again
-            return
-        b_leg = self._b_leg(setup, fork, response)
-        fork.acks[tag] = self._send_ack(b_leg, fork.invite.cseq.number, setup.tenant.name)
+        template = _leg_template(setup, fork)
+        b_leg = _dialog_of(template, response)
+        late = Answered(setup.tenant.name, template, fork.destination)
+        late.acks[b_leg.remote_tag] = self._send_ack(b_leg, template.local_cseq, late.tenant)
+        self._settled(fork, partial(self._b_late_2xx, late))
         if setup.finished:  # a second fork answered too late: hang it up (§13.2.2.4)
             self._send_bye(b_leg, setup.tenant.name)
             return
@@ -265,25 +281,20 @@ class CallControl:
             port=setup.a_source.port,
         )
 
-    def _b_leg(self, setup: Setup, fork: Fork, response: Response) -> Leg:
-        contact = response.contacts
-        target = (
-            str(contact[0].uri) if isinstance(contact, tuple) and contact else fork.invite.uri_text
-        )
-        return Leg(
-            call_id=setup.b_call_id,
-            local_tag=setup.b_from_tag,
-            remote_tag=response.to.tag or "",
-            local_uri=setup.b_local_uri,
-            remote_uri=setup.b_remote_uri,
-            remote_target=target,
-            route_set=tuple(str(r) for r in reversed(response.record_routes)),
-            local_cseq=fork.invite.cseq.number,
-            remote_cseq=0,
-            transport=fork.destination.transport,
-            host=fork.destination.host,
-            port=fork.destination.port,
-        )
+    def _b_late_2xx(self, answered: Answered, event: ClientEvent) -> None:
+        """An answered fork's INVITE after its first 2xx: only 2xx reach the TU (Accepted
+        state), each either a retransmission or another dialog forked downstream."""
+        if not isinstance(event, Response) or not 200 <= event.status < 300:
+            return
+        tag = event.to.tag or ""
+        ack = answered.acks.get(tag)
+        if ack is not None:  # a retransmitted 2xx: our ACK was lost or late (§13.2.2.4)
+            self.edge.send_stateless(ack, answered.destination)  # the same bytes again
+            return
+        # Another dialog of the same INVITE: ACK it, then BYE it (§13.2.2.4).
+        b_leg = _dialog_of(answered.template, event)
+        answered.acks[tag] = self._send_ack(b_leg, b_leg.local_cseq, answered.tenant)
+        self._send_bye(b_leg, answered.tenant)
 
     def _maybe_fail(self, setup: Setup) -> None:
         if setup.finished or any(fork.final is None for fork in setup.forks):
@@ -494,6 +505,42 @@ class CallControl:
             refreshed = _with_session_timer(call, event, self.edge.wall())
             self._spawn(self.dialogs.put(refreshed, self.edge.wall()))
             self._arm_session_timer(refreshed)
+
+
+def _leg_template(setup: Setup, fork: Fork) -> Leg:
+    """The B leg as we started it: everything but what the callee's 2xx settles."""
+    return Leg(
+        call_id=setup.b_call_id,
+        local_tag=setup.b_from_tag,
+        remote_tag="",
+        local_uri=setup.b_local_uri,
+        remote_uri=setup.b_remote_uri,
+        remote_target=fork.invite.uri_text,
+        route_set=(),
+        local_cseq=fork.invite.cseq.number,
+        remote_cseq=0,
+        transport=fork.destination.transport,
+        host=fork.destination.host,
+        port=fork.destination.port,
+    )
+
+
+def _dialog_of(template: Leg, response: Response) -> Leg:
+    """The B-leg dialog a 2xx made (§12.1.2): its To tag, Contact and Record-Route."""
+    contact = response.contacts
+    target = (
+        str(contact[0].uri) if isinstance(contact, tuple) and contact else template.remote_target
+    )
+    return replace(
+        template,
+        remote_tag=response.to.tag or "",
+        remote_target=target,
+        route_set=tuple(str(r) for r in reversed(response.record_routes)),
+    )
+
+
+def _ignore(event: ClientEvent) -> None:
+    """A settled fork's handler when nothing that can still come matters."""
 
 
 def _replace_remote_cseq(leg: Leg, cseq: int) -> Leg:

@@ -127,6 +127,8 @@ class InviteClientTransaction(ClientTransaction):
     TABLE = INVITE_CLIENT
     TIMERS = INVITE_CLIENT_TIMERS
     INITIAL = S.CALLING
+    # Completed resends the ACK, built on the way in; Accepted passes 2xx to the TU.
+    SPENT = frozenset({S.COMPLETED, S.ACCEPTED, S.TERMINATED})
 
     def __init__(
         self, key: TransactionKey, request: Request, peer: Peer, config: TimerConfig
@@ -151,3 +153,4 @@ class NonInviteClientTransaction(ClientTransaction):
     TABLE = NON_INVITE_CLIENT
     TIMERS = NON_INVITE_CLIENT_TIMERS
     INITIAL = S.TRYING
+    SPENT = frozenset({S.COMPLETED, S.TERMINATED})

@@ -7,7 +7,8 @@ themselves sit in :mod:`.client` and :mod:`.server`, beside the RFC figures they
 
 Rules common to all four machines: an input the table does not list is absorbed (a
 stray retransmission, a timer of a state already left); entering a new state disarms
-every timer that does not run there (``TIMERS``); entering Terminated reports
+every timer that does not run there (``TIMERS``); entering a state whose transitions
+never read the request again (``SPENT``) lets go of it; entering Terminated reports
 :class:`~.events.Terminated`. A TU request the table does not list is a
 :class:`~sipedge.sip.errors.ProtocolMisuse` (checked by the server side).
 """
@@ -135,17 +136,30 @@ class Transaction:
     TABLE: ClassVar[Table]
     TIMERS: ClassVar[Mapping[State, frozenset[Timer]]]
     INITIAL: ClassVar[State]
+    #: States none of whose transitions reads the request. Entering one drops it: on
+    #: UDP a finished transaction lingers 32 s (Timers J, L, M) only to absorb
+    #: retransmissions, and the parsed messages it held were most of what a busy
+    #: edge kept alive, and what its garbage collector kept re-scanning.
+    SPENT: ClassVar[frozenset[State]]
 
     def __init__(
         self, key: TransactionKey, request: Request, peer: Peer, config: TimerConfig
     ) -> None:
         self.key = key
-        self.request = request
+        self.method = request.method
+        self._request: Request | None = request
         self.peer = peer
         self.config = config
         self.state = self.INITIAL
         self.timers = Timers(config, peer.reliable)
         self._started = False
+
+    @property
+    def request(self) -> Request:
+        """The request that started the transaction, until a ``SPENT`` state."""
+        if self._request is None:
+            raise ProtocolMisuse(f"{self!r} no longer holds its request")
+        return self._request
 
     @property
     def terminated(self) -> bool:
@@ -184,9 +198,15 @@ class Transaction:
         out: list[Output] = []
         for act in acts:
             self._perform(act, step, out)
+        if next_state in self.SPENT:
+            self._release(next_state)
         if next_state is State.TERMINATED:
             out.append(Terminated(self.key))
         return out
+
+    def _release(self, state: State) -> None:
+        """Let go of what no transition of ``state`` reads (subclasses drop more)."""
+        self._request = None
 
     def _perform(self, act: Act, step: Step, out: list[Output]) -> None:
         """The actions every machine shares; subclasses add the sending ones."""

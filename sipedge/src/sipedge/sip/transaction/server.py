@@ -8,7 +8,7 @@ the transaction only sends the copies the TU hands it (RFC 6026 §7.1).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import ClassVar, Final
 
 from sipedge.sip.errors import ProtocolMisuse
 from sipedge.sip.message import Request, Response, make_response
@@ -112,13 +112,19 @@ class ServerTransaction(Transaction):
         self, key: TransactionKey, request: Request, peer: Peer, config: TimerConfig
     ) -> None:
         super().__init__(key, request, peer, config)
-        #: The response most recently sent, resent for a retransmitted request.
+        #: The response most recently sent, resent for a retransmitted request; dropped
+        #: in a state that never resends it (``UNSENT``), once its To tag is kept.
         self.last_response: Response | None = None
+        self._to_tag: str | None = None
+        self._cseq_method = request.cseq.method
+
+    #: States that never resend the last response: entering one keeps only its To tag.
+    UNSENT: ClassVar[frozenset[State]] = frozenset()
 
     @property
     def to_tag(self) -> str | None:
         """The To tag of the last response sent: what an RFC 2543 ACK must carry."""
-        return None if self.last_response is None else self.last_response.to.tag
+        return self._to_tag if self.last_response is None else self.last_response.to.tag
 
     def receive(self, request: Request, now: float) -> list[Output]:
         """A retransmission of the request, or its ACK, matched by the layer (§17.2.3)."""
@@ -132,7 +138,7 @@ class ServerTransaction(Transaction):
             raise ProtocolMisuse(
                 f"cannot send {response.status} in state {self.state.value} of {self!r}"
             )
-        if response.cseq.method != self.request.cseq.method:
+        if response.cseq.method != self._cseq_method:
             raise ProtocolMisuse(f"a response to {response.cseq.method} sent on {self!r}")
         return self._fire(event, Step(now, response))
 
@@ -148,6 +154,12 @@ class ServerTransaction(Transaction):
         else:
             super()._perform(act, step, out)
 
+    def _release(self, state: State) -> None:
+        super()._release(state)
+        if state in self.UNSENT and self.last_response is not None:
+            self._to_tag = self.last_response.to.tag
+            self.last_response = None
+
     def _send(self, response: Response, out: list[Output]) -> None:
         self.last_response = response
         out.append(Send(response, self.peer, self.key))
@@ -159,6 +171,9 @@ class InviteServerTransaction(ServerTransaction):
     TABLE = INVITE_SERVER
     TIMERS = INVITE_SERVER_TIMERS
     INITIAL = S.PROCEEDING
+    # Only Proceeding sends a 100 Trying built from the INVITE; only Completed resends.
+    SPENT = frozenset({S.COMPLETED, S.CONFIRMED, S.ACCEPTED, S.TERMINATED})
+    UNSENT = frozenset({S.CONFIRMED, S.ACCEPTED, S.TERMINATED})
 
 
 class NonInviteServerTransaction(ServerTransaction):
@@ -167,3 +182,4 @@ class NonInviteServerTransaction(ServerTransaction):
     TABLE = NON_INVITE_SERVER
     TIMERS = NON_INVITE_SERVER_TIMERS
     INITIAL = S.TRYING
+    SPENT = frozenset({S.COMPLETED, S.TERMINATED})
