@@ -10,6 +10,8 @@ in-dialog INFO, passed through, and the call still ends normally by BYE.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +23,22 @@ from sipedge.sip.message import Request
 PASSWORDS = {"2001": "pw-2001-test", "2002": "pw-2002-test"}
 
 
-def test_retransmitted_2xx_is_acked_again_not_hung_up(edge: Any) -> None:
+@contextmanager
+def ringing(edge: Any) -> Iterator[tuple[ScriptedPhone, ScriptedPhone, str, Request]]:
+    """2001 calls 2002 through the edge: both phones, the A-leg Call-ID, the B-leg INVITE."""
     caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
     callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
     try:
         callee.register(edge.port)
         call_id = caller.invite(edge.port, "2002").call_id
+        yield caller, callee, call_id, callee.receive_request("INVITE")
+    finally:
+        caller.close()
+        callee.close()
 
-        incoming = callee.receive_request("INVITE")
+
+def test_retransmitted_2xx_is_acked_again_not_hung_up(edge: Any) -> None:
+    with ringing(edge) as (caller, callee, call_id, incoming):
         ok = callee.answer(incoming, 200, "OK", edge.port, SDP)
         first_ack = callee.receive_request("ACK")
         callee.send(ok, edge.port)  # the same 200 again
@@ -51,22 +61,13 @@ def test_retransmitted_2xx_is_acked_again_not_hung_up(edge: Any) -> None:
         bye = callee.receive_request("BYE")
         callee.answer(bye, 200, "OK", edge.port)
         assert caller.final().status == 200
-    finally:
-        caller.close()
-        callee.close()
 
 
 def test_second_dialog_of_the_same_invite_is_acked_and_hung_up(edge: Any) -> None:
     """A 2xx with another To tag on the same B-leg INVITE (forked beyond the callee) is a
     second dialog: §13.2.2.4 says ACK it, and a B2BUA that already has its call ends it
     with a BYE, while the first dialog goes on."""
-    caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
-    callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
-    try:
-        callee.register(edge.port)
-        call_id = caller.invite(edge.port, "2002").call_id
-
-        incoming = callee.receive_request("INVITE")
+    with ringing(edge) as (caller, callee, call_id, incoming):
         callee.answer(incoming, 200, "OK", edge.port, SDP)
         first_ack = callee.receive_request("ACK")
         first_tag = callee.tag
@@ -88,6 +89,3 @@ def test_second_dialog_of_the_same_invite_is_acked_and_hung_up(edge: Any) -> Non
         assert bye.to.tag == first_tag  # the call itself was still up, on the first dialog
         callee.answer(bye, 200, "OK", edge.port)
         assert caller.final().status == 200
-    finally:
-        caller.close()
-        callee.close()
