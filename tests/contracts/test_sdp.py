@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipedge.sip.errors import ParseError, ProtocolMisuse
-from sipedge.sip.sdp import (
+from contracts.sdp import (
     Attribute,
     Bandwidth,
     Connection,
@@ -21,6 +20,8 @@ from sipedge.sip.sdp import (
     Origin,
     Rtcp,
     RtpMap,
+    SdpError,
+    SdpMisuse,
     SessionDescription,
     Timing,
     anchor_media,
@@ -28,7 +29,7 @@ from sipedge.sip.sdp import (
     serialize_sdp,
 )
 
-TORTURE = Path(__file__).resolve().parents[2] / "data" / "sip-torture"
+TORTURE = Path(__file__).resolve().parents[1] / "data" / "sip-torture"
 
 
 def torture_body(name: str) -> bytes:
@@ -277,7 +278,7 @@ def test_anchor_leaves_unanchored_media_where_it_was() -> None:
 
 
 def test_anchor_needs_one_entry_per_media() -> None:
-    with pytest.raises(ProtocolMisuse):
+    with pytest.raises(SdpMisuse):
         anchor_media(parse_sdp(PHONE_OFFER), [])
 
 
@@ -303,7 +304,7 @@ def test_rtpmap(value: str, expected: RtpMap) -> None:
     ["", "0", "128 PCMU/8000", "x PCMU/8000", "0 PCMU/8000/1/2", "0 PCMU/", "0 PC MU/8000"],
 )
 def test_rtpmap_malformed(value: str) -> None:
-    with pytest.raises(ParseError, match="malformed SDP a=rtpmap line"):
+    with pytest.raises(SdpError, match="malformed SDP a=rtpmap line"):
         RtpMap.parse(value)
 
 
@@ -323,7 +324,7 @@ def test_rtcp(value: str, expected: Rtcp) -> None:
 
 @pytest.mark.parametrize("value", ["", "65536", "port", "53020 IN IP4", "53020 IN IP4 a b"])
 def test_rtcp_malformed(value: str) -> None:
-    with pytest.raises(ParseError, match="malformed SDP a=rtcp line"):
+    with pytest.raises(SdpError, match="malformed SDP a=rtcp line"):
         Rtcp.parse(value)
 
 
@@ -407,7 +408,7 @@ def test_connection_written_from_address(
 
 @pytest.mark.parametrize("address", ["pbx.example.com", "", "fe80::1%eth0", "[::1"])
 def test_connection_needs_an_ip_address(address: str) -> None:
-    with pytest.raises(ProtocolMisuse):
+    with pytest.raises(SdpMisuse):
         parse_sdp(PHONE_OFFER).with_connection(address)
 
 
@@ -429,9 +430,9 @@ def test_connection_line(line: str, expected: Connection) -> None:
 @pytest.mark.parametrize("port", [-1, 65536])
 def test_port_out_of_range_is_our_misuse(port: int) -> None:
     media = parse_sdp(PHONE_OFFER).media[0]
-    with pytest.raises(ProtocolMisuse):
+    with pytest.raises(SdpMisuse):
         media.with_port(port)
-    with pytest.raises(ProtocolMisuse):
+    with pytest.raises(SdpMisuse):
         media.with_rtcp(Rtcp(port))
 
 
@@ -509,7 +510,7 @@ def test_serialize_refuses_a_value_that_would_break_its_line() -> None:
     injected = SessionDescription(
         origin=Origin("-", "1", 1, "IN", "IP4", "10.0.0.1"), session_name="x\r\na=evil"
     )
-    with pytest.raises(ProtocolMisuse):
+    with pytest.raises(SdpMisuse):
         serialize_sdp(injected)
 
 
@@ -562,15 +563,22 @@ HEAD = ("v=0", "o=- 1 1 IN IP4 10.0.0.1", "s=-", "t=0 0")
     ],
 )
 def test_malformed_sdp_is_400(body: bytes, reason: str) -> None:
-    with pytest.raises(ParseError) as caught:
+    with pytest.raises(SdpError) as caught:
         parse_sdp(body)
     assert caught.value.status == 400
     assert caught.value.reason == f"Bad Request: {reason}"
 
 
 def test_str_with_lone_surrogate_is_400() -> None:
-    with pytest.raises(ParseError):
+    with pytest.raises(SdpError):
         parse_sdp("v=0\r\ns=\ud800\r\n")
+
+
+def test_peer_fault_and_our_misuse_are_different_types() -> None:
+    assert not issubclass(SdpError, SdpMisuse)
+    assert not issubclass(SdpMisuse, SdpError)
+    error = SdpError("Bad Request: two\r\nlines")
+    assert (error.status, error.reason) == (400, "Bad Request: two  lines")
 
 
 # --- hostile input: linear time, bounded numbers ----------------------------------------
@@ -597,7 +605,7 @@ def test_hundred_thousand_lines_parse_in_linear_time() -> None:
     ],
 )
 def test_huge_numbers_are_refused(line: bytes) -> None:
-    with pytest.raises(ParseError) as caught:
+    with pytest.raises(SdpError) as caught:
         parse_sdp(sdp(*HEAD[:3]) + line + b"\r\n")
     assert caught.value.status == 400
 
@@ -728,10 +736,10 @@ def test_typed_attributes_round_trip(rtpmap: RtpMap, fmtp: Fmtp, rtcp: Rtcp) -> 
 
 
 def assert_parse_or_400(data: bytes) -> None:
-    """Either a ParseError with 400, or a model that is a fixed point of the codec."""
+    """Either an SdpError with 400, or a model that is a fixed point of the codec."""
     try:
         parsed = parse_sdp(data)
-    except ParseError as exc:
+    except SdpError as exc:
         status = exc.status
     else:
         assert parse_sdp(serialize_sdp(parsed)) == parsed
@@ -741,13 +749,13 @@ def assert_parse_or_400(data: bytes) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
-def test_arbitrary_bytes_parse_or_raise_parse_error(data: bytes) -> None:
+def test_arbitrary_bytes_parse_or_raise_sdp_error(data: bytes) -> None:
     assert_parse_or_400(data)
 
 
 @settings(max_examples=200, deadline=None)
 @given(session_descriptions(), st.data())
-def test_mutated_sdp_parses_or_raises_parse_error(
+def test_mutated_sdp_parses_or_raises_sdp_error(
     description: SessionDescription, data: st.DataObject
 ) -> None:
     wire = bytearray(serialize_sdp(description))

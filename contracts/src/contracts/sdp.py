@@ -18,9 +18,12 @@ a=fmtp, a=ptime), which way it flows (a=sendrecv ...), and the o= revision.
 Hand-written on purpose: the Python SDP packages either drop unknown lines and attribute
 order (a relay must not) or come inside a WebRTC stack with native dependencies. Parsing
 is one pass, linear in the input; numbers are bounded in digits before conversion. A
-peer's malformed SDP raises :class:`ParseError` (400, the reason naming the line); our own
-bad arguments to a rewrite raise :class:`ProtocolMisuse`. The module is past the usual
-~400 lines on purpose: the model, its line grammar and its rewrites change together.
+peer's malformed SDP raises :class:`SdpError` (400, the reason naming the line); our own
+bad arguments to a rewrite raise :class:`SdpMisuse`. Both sides read SDP (the SIP edge in
+its offer/answer, the relay in its ng ``offer``/``answer``), so each translates these
+errors once, at its own boundary: the edge into its SIP 400, the relay into an ng
+``error-reason``. Standard library only, no I/O. The module is past the usual ~400 lines
+on purpose: the model, its line grammar and its rewrites change together.
 """
 
 from __future__ import annotations
@@ -30,8 +33,6 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-
-from sipedge.sip.errors import ParseError, ProtocolMisuse
 
 __all__ = [
     "STATIC_PAYLOAD_TYPES",
@@ -45,12 +46,36 @@ __all__ = [
     "Origin",
     "Rtcp",
     "RtpMap",
+    "SdpError",
+    "SdpMisuse",
     "SessionDescription",
     "Timing",
     "anchor_media",
     "parse_sdp",
     "serialize_sdp",
 ]
+
+
+class SdpError(ValueError):
+    """A peer's SDP we cannot accept: answer ``status`` (400) with ``reason``.
+
+    ``reason`` is fit for a SIP Reason-Phrase (ASCII, no CR or LF) and names the faulty
+    line, for example ``"Bad Request: malformed SDP m= line"``.
+    """
+
+    status = 400
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason.replace("\r", " ").replace("\n", " ")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason!r}, status={self.status})"
+
+
+class SdpMisuse(ValueError):
+    """Our own code asked for an SDP that cannot be written; never answered on the wire."""
+
 
 # token-char = %x21 / %x23-27 / %x2A-2B / %x2D-2E / %x30-39 / %x41-5A / %x5E-7E
 _TOKEN = re.compile(r"[!#-'*+\-.0-9A-Z^-~]+")
@@ -71,8 +96,8 @@ _KNOWN_LETTERS = "vosiuepcbtrzkam"
 _Line = tuple[str, str]
 
 
-def _malformed(line: str) -> ParseError:
-    return ParseError(f"Bad Request: malformed SDP {line} line")
+def _malformed(line: str) -> SdpError:
+    return SdpError(f"Bad Request: malformed SDP {line} line")
 
 
 def _number(text: str, line: str, max_value: int | None = None) -> int:
@@ -332,11 +357,11 @@ def _connection_for(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
     try:
         ip = ipaddress.ip_address(text)
     except ValueError as exc:
-        raise ProtocolMisuse(f"not an IP address for SDP: {address!r}") from exc
+        raise SdpMisuse(f"not an IP address for SDP: {address!r}") from exc
     if isinstance(ip, ipaddress.IPv4Address):
         return Connection("IN", "IP4", str(ip))
     if ip.scope_id is not None:
-        raise ProtocolMisuse(f"an IPv6 zone cannot be written in SDP: {address!r}")
+        raise SdpMisuse(f"an IPv6 zone cannot be written in SDP: {address!r}")
     mapped = ip.ipv4_mapped
     return Connection("IN", "IP6", str(ip) if mapped is None else f"::ffff:{mapped}")
 
@@ -402,7 +427,7 @@ class Media:
 
     def with_port(self, port: int) -> Media:
         if not 0 <= port <= _MAX_PORT:
-            raise ProtocolMisuse(f"port out of range: {port}")
+            raise SdpMisuse(f"port out of range: {port}")
         return replace(self, port=port)
 
     def with_connection(
@@ -414,7 +439,7 @@ class Media:
     def with_rtcp(self, rtcp: Rtcp | None) -> Media:
         """Set (or, with None, remove) the a=rtcp attribute, keeping its place."""
         if rtcp is not None and not 0 <= rtcp.port <= _MAX_PORT:
-            raise ProtocolMisuse(f"RTCP port out of range: {rtcp.port}")
+            raise SdpMisuse(f"RTCP port out of range: {rtcp.port}")
         new = None if rtcp is None else rtcp.to_attribute()
         return self.with_attribute("rtcp", new)
 
@@ -513,7 +538,7 @@ def anchor_media(
     version is not bumped here: call :meth:`SessionDescription.with_bumped_version`.
     """
     if len(anchors) != len(sdp.media):
-        raise ProtocolMisuse("one anchor (or None) is needed per media description")
+        raise SdpMisuse("one anchor (or None) is needed per media description")
     first = next((anchor for anchor in anchors if anchor is not None), None)
     if first is None:
         return sdp
@@ -545,10 +570,10 @@ def _anchor_one(
 
 
 def parse_sdp(data: bytes | str) -> SessionDescription:
-    """Parse an SDP body; a malformed one raises :class:`ParseError` (400)."""
+    """Parse an SDP body; a malformed one raises :class:`SdpError` (400)."""
     lines = _split_lines(_decode(data))
     if not lines or lines[0][0] != "v":
-        raise ParseError("Bad Request: SDP does not begin with a v= line")
+        raise SdpError("Bad Request: SDP does not begin with a v= line")
     if lines[0][1] != "0":
         raise _malformed("v=")
     session: list[_Line] = []
@@ -570,7 +595,7 @@ def _decode(data: bytes | str) -> str:
         try:
             data = data.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError as exc:
-            raise ParseError("Bad Request: SDP text is not encodable") from exc
+            raise SdpError("Bad Request: SDP text is not encodable") from exc
     return data.decode("utf-8", "surrogateescape")
 
 
@@ -582,7 +607,7 @@ def _split_lines(text: str) -> list[_Line]:
         if not line:
             continue
         if len(line) < 2 or line[1] != "=" or not "a" <= line[0] <= "z":
-            raise ParseError(f"Bad Request: malformed SDP line {number}")
+            raise SdpError(f"Bad Request: malformed SDP line {number}")
         if "\r" in line or "\0" in line:
             raise _malformed(f"{line[0]}=")
         lines.append((line[0], line[2:]))
@@ -599,7 +624,7 @@ def _gather(
         if letter in fields:
             fields[letter].append(value)
         elif letter in _KNOWN_LETTERS:
-            raise ParseError(f"Bad Request: misplaced SDP {letter}= line in {where}")
+            raise SdpError(f"Bad Request: misplaced SDP {letter}= line in {where}")
         else:
             unknown.append(f"{letter}={value}")
     return fields, unknown
@@ -608,14 +633,14 @@ def _gather(
 def _single(fields: Mapping[str, list[str]], letter: str) -> str | None:
     values = fields[letter]
     if len(values) > 1:
-        raise ParseError(f"Bad Request: repeated SDP {letter}= line")
+        raise SdpError(f"Bad Request: repeated SDP {letter}= line")
     return values[0] if values else None
 
 
 def _required(fields: Mapping[str, list[str]], letter: str) -> str:
     value = _single(fields, letter)
     if value is None:
-        raise ParseError(f"Bad Request: missing SDP {letter}= line")
+        raise SdpError(f"Bad Request: missing SDP {letter}= line")
     return value
 
 
@@ -726,7 +751,7 @@ def _parse_timings(lines: Sequence[_Line]) -> tuple[Timing, ...]:
             timings.append((value, []))
         elif letter == "r":
             if not timings:
-                raise ParseError("Bad Request: SDP r= line before any t= line")
+                raise SdpError("Bad Request: SDP r= line before any t= line")
             _check_typed_times(value, "r=", pairs=False)
             timings[-1][1].append(value)
     return tuple(_parse_timing(value, repeats) for value, repeats in timings)
@@ -766,7 +791,7 @@ def serialize_sdp(sdp: SessionDescription) -> bytes:
         lines.extend(_media_lines(media))
     for line in lines:
         if "\r" in line or "\n" in line or "\0" in line:
-            raise ProtocolMisuse(f"SDP value would break its line: {line[:40]!r}")
+            raise SdpMisuse(f"SDP value would break its line: {line[:40]!r}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
 
 
