@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mediarelay.bencode import Encodable, encode
-from mediarelay.control import (
+from contracts.ng.bencode import Encodable, encode
+from contracts.ng.control import (
     Answer,
     CallTotals,
     Command,

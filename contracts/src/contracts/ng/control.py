@@ -1,11 +1,11 @@
 """rtpengine's *ng* control protocol, sans-IO: framing, the command model, replies, the client.
 
 Owns the wire format of sipwise/rtpengine ``docs/ng_control_protocol.md`` for the commands
-this relay serves:
+our relay serves and our SIP edge sends (to our relay or to rtpengine):
 
 * **Framing** (§ "The ng Control Protocol"): a datagram is ``<cookie> <dictionary>``, one
   space between; the reply repeats the cookie. The dictionary is bencoded
-  (:mod:`mediarelay.bencode`; rtpengine's alternative, JSON, is refused with a clear
+  (:mod:`contracts.ng.bencode`; rtpengine's alternative, JSON, is refused with a clear
   reason). A datagram without a cookie cannot be answered (:class:`MalformedDatagram`:
   drop it); any other fault is answered ``{"result": "error", "error-reason": ...}``
   (:class:`RequestError`), with rtpengine's reason texts where it has one
@@ -23,14 +23,15 @@ this relay serves:
   else, and the ``created``/``last signal``/``totals`` part of a ``query`` reply.
 
 A server adapter does, per datagram: ``key = CacheKey(peer, split_datagram(data)[0])``;
-answers ``cache.get(key, now)`` if there is one (:mod:`mediarelay.replycache`);
+answers ``cache.get(key, now)`` if there is one (:mod:`contracts.ng.replycache`);
 otherwise ``parse_request(data)``, acts, builds :func:`reply_datagram` (or
 :func:`error_datagram` on :class:`RequestError`) and ``cache.put(key, reply, now)``. A
 client sends :func:`command_datagram` with a cookie of its choosing and reads the answer
 with :func:`expect_reply`.
 
-Standard library and :mod:`mediarelay.bencode` only: no I/O, no clock, no randomness, so
-that the wire model can move to ``contracts`` when the SIP edge becomes its client.
+Standard library and :mod:`contracts.ng.bencode` only: no I/O, no clock, no randomness, so
+that both sides of the wire, the relay's control server and the edge's relay client, share
+one model.
 Past ~400 lines on purpose: requests and replies share the framing, the error types and
 the field kinds, and read best side by side.
 """
@@ -45,8 +46,8 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, ClassVar, Self, TypeAlias, TypeVar
 
-from mediarelay import bencode
-from mediarelay.bencode import BencodeError, Encodable, Value
+from contracts.ng import bencode
+from contracts.ng.bencode import BencodeError, Encodable, Value
 
 #: The longest cookie accepted or sent; Kamailio's look like ``"12_345_6"``.
 MAX_COOKIE_BYTES = 255

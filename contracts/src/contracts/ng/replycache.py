@@ -8,7 +8,7 @@ pure: time comes in as ``now``, bounded in entries and in bytes.
 
 Unlike rtpengine it keys on the sender as well as the cookie (:class:`CacheKey`): Kamailio
 builds cookies from its pid, and two proxies in containers may well both be pid 1.
-How a server adapter uses it is in :mod:`mediarelay.control`.
+How a server adapter uses it is in :mod:`contracts.ng.control`.
 """
 
 from __future__ import annotations

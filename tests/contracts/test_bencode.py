@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mediarelay import bencode
-from mediarelay.bencode import INT_MAX, INT_MIN, BencodeError, Value, decode, encode
+from contracts.ng import bencode
+from contracts.ng.bencode import INT_MAX, INT_MIN, BencodeError, Value, decode, encode
 
 FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mediarelay.replycache import CacheKey, ReplyCache
+from contracts.ng.replycache import CacheKey, ReplyCache
 
 EDGE = "10.0.0.5:5060"
 KEY = CacheKey(EDGE, b"5323_1")
