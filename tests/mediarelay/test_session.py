@@ -24,7 +24,7 @@ from mediarelay.session import (
     MediaStream,
     NegotiationError,
     PortPair,
-    RelayConfig,
+    SessionConfig,
     Role,
     Session,
     Sessions,
@@ -46,7 +46,7 @@ ATTACKER = ("192.0.2.66", 6666)
 
 def relay(pairs: int = 50, **config: float) -> Sessions:
     pool = PortPool(30000, 30000 + 2 * pairs - 1, random.Random(3).randrange)
-    return Sessions(pool, RelayConfig(**config))
+    return Sessions(pool, SessionConfig(**config))
 
 
 def call(
@@ -92,7 +92,12 @@ def test_an_offer_gives_the_caller_an_rtp_rtcp_pair_per_stream() -> None:
                 index,
                 kind,
             )
-    assert sessions.pool.in_use == 2
+    assert sessions.pool.in_use == 4  # the callee's pairs too: the offer it gets names them
+    session = sessions.get(CALL)
+    assert session is not None and session.callee is not None
+    assert session.callee.pending
+    assert set(session.callee.ports).isdisjoint(ports)
+    assert session.other_leg(session.caller) is session.callee
 
 
 def test_the_answer_adds_the_callee_leg() -> None:
@@ -436,7 +441,7 @@ def test_an_answer_must_name_the_offerer_and_another_leg(from_tag: str, to_tag: 
     sessions.offer(CALL, CALLER_TAG, [CALLER_SDP], 0)
     with pytest.raises(NegotiationError, match="the from-tag must be the offering leg"):
         sessions.answer(CALL, from_tag, to_tag, [CALLEE_SDP], 0)
-    assert sessions.pool.in_use == 1
+    assert sessions.pool.in_use == 2  # the caller's pair and the pending callee's
 
 
 def test_a_second_answerer_is_refused() -> None:
@@ -461,15 +466,16 @@ def test_pool_exhaustion_on_offer_changes_nothing() -> None:
 
 
 def test_pool_exhaustion_on_answer_changes_nothing() -> None:
-    sessions = relay(pairs=3)
-    sessions.offer(CALL, CALLER_TAG, [CALLER_SDP] * 2, 0)
-    with pytest.raises(PoolExhausted):
-        sessions.answer(CALL, CALLER_TAG, CALLEE_TAG, [CALLEE_SDP] * 2, 0)
+    sessions = relay(pairs=4)
+    sessions.offer(CALL, CALLER_TAG, [CALLER_SDP] * 2, 0)  # two pairs each side: all four
+    with pytest.raises(PoolExhausted):  # a third stream needs a pair on both sides
+        sessions.answer(CALL, CALLER_TAG, CALLEE_TAG, [CALLEE_SDP] * 3, 0)
     session = sessions.get(CALL)
     assert session is not None
-    assert session.callee is None
-    assert sessions.pool.in_use == 2
-    assert sessions.answer(CALL, CALLER_TAG, CALLEE_TAG, [CALLEE_SDP], 0)
+    assert session.callee is not None and session.callee.pending
+    assert sessions.pool.in_use == 4
+    assert sessions.answer(CALL, CALLER_TAG, CALLEE_TAG, [CALLEE_SDP] * 2, 0)
+    assert session.callee.tag == CALLEE_TAG
 
 
 def test_any_failure_while_allocating_gives_the_ports_back() -> None:
@@ -513,7 +519,7 @@ def test_a_media_stream_is_canonical() -> None:
 )
 def test_a_bad_config_is_refused(config: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
-        RelayConfig(**config)
+        SessionConfig(**config)
 
 
 # --- idle timeout ----------------------------------------------------------------------------
@@ -568,7 +574,9 @@ def test_a_session_waiting_for_its_answer_expires_too() -> None:
     sessions = relay(idle_timeout_s=60.0)
     sessions.offer(CALL, CALLER_TAG, [CALLER_SDP], 0.0)
     (reaped,) = sessions.reap(60.0)
-    assert (reaped.call_id, reaped.callee, sessions.pool.in_use) == (CALL, None, 0)
+    assert reaped.call_id == CALL
+    assert reaped.callee is not None and reaped.callee.pending
+    assert sessions.pool.in_use == 0
 
 
 # --- delete and counters ---------------------------------------------------------------------
@@ -618,7 +626,7 @@ def test_relay_counters_sum_live_and_ended_sessions_and_the_pool() -> None:
     totals = sessions.counters()
     assert (totals.sessions_active, totals.port_pairs_in_use, totals.port_pairs_capacity) == (
         1,
-        1,
+        2,  # the second call's caller pair and its pending callee's
         10,
     )
     assert totals.media.caller_to_callee == Traffic(1, 172)

@@ -4,9 +4,11 @@ Owns, sans-IO (no socket, no clock: ``now`` is a monotonic reading in seconds, p
 
 * **Sessions by offer/answer**, as rtpengine's ng ``offer`` and ``answer`` shape them
   (sipwise/rtpengine ``docs/ng_control_protocol.md``): a :class:`Session` per call-id with
-  a caller :class:`Leg` (the from-tag of the first offer) and a callee leg (the to-tag of
-  the answer). Each m= line of a leg's SDP (:class:`MediaStream`) gets one RTP/RTCP port
-  pair from the :class:`~mediarelay.portpool.PortPool`; streams pair up across legs by
+  a caller :class:`Leg` (the from-tag of the first offer) and a callee leg, *pending*
+  from the offer on (its ports must be in the offer sent on to the callee) and named by
+  the to-tag of the answer. A leg's ports receive from its own phone: the SDP sent to a
+  phone names that phone's leg's ports. Each m= line of a leg's SDP (:class:`MediaStream`)
+  gets one RTP/RTCP port pair from the :class:`~mediarelay.portpool.PortPool`; streams pair up across legs by
   position (RFC 3264 §6). A re-INVITE keeps a leg's ports (RFC 3264 §8: m= lines are never
   removed, only disabled with port 0); a changed SDP address is the new expected address.
 * **Symmetric latching** (RFC 4961's motivation: a phone behind NAT is reached at the
@@ -61,7 +63,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeAlias
 
-from mediarelay.portpool import PortPool
+from mediarelay.portpool import PoolExhausted, PortPool
 
 #: A UDP transport address as a socket reports it: (IP address text, port). An IPv6
 #: socket's four-tuple must be cut to its first two items by the adapter.
@@ -170,7 +172,7 @@ class MediaStream:
 
 
 @dataclass(frozen=True, slots=True)
-class RelayConfig:
+class SessionConfig:
     """Latching and timeout settings (seconds)."""
 
     learning_window_s: float = 3.0
@@ -297,7 +299,9 @@ class _Socket:
 
 def _refresh(sock: _Socket) -> None:
     """Recompute where packets for ``sock``'s remote side go, after a latch or new SDP."""
-    if sock.media.disabled:
+    if sock.leg.pending or sock.media is _UNANSWERED:
+        sock.blocked = _NO_DESTINATION  # the answer has not said where yet
+    elif sock.media.disabled:
         sock.blocked = _DROP[DropReason.STREAM_DISABLED]
     elif sock.media.on_hold:
         sock.blocked = _DROP[DropReason.ON_HOLD]
@@ -362,6 +366,11 @@ class Leg:
         self._streams: list[tuple[_Socket, _Socket]] = []
 
     @property
+    def pending(self) -> bool:
+        """Whether this is the answerer's leg before the answer: ports, no tag, no SDP."""
+        return not self.tag
+
+    @property
     def media(self) -> tuple[MediaStream, ...]:
         """The SDP streams, in m= line order."""
         return tuple(rtp.media for rtp, _ in self._streams)
@@ -392,7 +401,7 @@ class Leg:
 class Session:
     """One call's relay state: a caller leg, a callee leg once answered, counters, activity."""
 
-    def __init__(self, call_id: str, caller_tag: str, config: RelayConfig, now: float) -> None:
+    def __init__(self, call_id: str, caller_tag: str, config: SessionConfig, now: float) -> None:
         self.call_id = call_id
         self.config = config
         self.created_s = now
@@ -423,13 +432,24 @@ class Session:
         return (self.caller,) if self.callee is None else (self.caller, self.callee)
 
     def leg(self, tag: str) -> Leg | None:
-        """The leg with SIP tag ``tag``, if any."""
-        return next((leg for leg in self.legs if leg.tag == tag), None)
+        """The leg with SIP tag ``tag``, if any (never the pending one)."""
+        return next((leg for leg in self.legs if tag and leg.tag == tag), None)
+
+    def other_leg(self, leg: Leg) -> Leg:
+        """The far side of ``leg``. A leg's own ports receive from its phone, so they go
+        into the SDP sent *to* that phone: an offer from ``leg`` is forwarded with the
+        other leg's ports, and the answer comes back with ``leg``'s."""
+        other = self.callee if leg is self.caller else self.caller
+        if other is None:
+            raise NegotiationError(f"call {self.call_id!r} has no leg opposite {leg.tag!r}")
+        return other
 
     @property
     def on_hold(self) -> bool:
         """Whether some leg holds some stream (RFC 3264 §8.4): the longer timeout applies."""
-        return any(media.on_hold for leg in self.legs for media in leg.media)
+        return any(
+            media.on_hold and media is not _UNANSWERED for leg in self.legs for media in leg.media
+        )
 
     @property
     def deadline_s(self) -> float:
@@ -474,6 +494,15 @@ def _link(session: Session) -> None:
             a.peer, b.peer = b, a
 
 
+#: A stream the answerer has not described yet: no address, port 0 (disabled).
+_UNANSWERED = MediaStream("0.0.0.0", 0)
+
+
+def _missing(leg: Leg, streams: int) -> int:
+    """How many of ``streams`` the leg has no ports for yet."""
+    return max(0, streams - len(leg._streams))
+
+
 class PortOwner(NamedTuple):
     """Who a local port belongs to."""
 
@@ -486,9 +515,9 @@ class PortOwner(NamedTuple):
 class Sessions:
     """Every call on this relay, by call-id and by local port; ports come from ``pool``."""
 
-    def __init__(self, pool: PortPool, config: RelayConfig | None = None) -> None:
+    def __init__(self, pool: PortPool, config: SessionConfig | None = None) -> None:
         self.pool = pool
-        self.config = config or RelayConfig()
+        self.config = config or SessionConfig()
         self._calls: dict[str, Session] = {}
         self._by_port: dict[int, _Socket] = {}
         self._timers: list[tuple[float, int, Session]] = []
@@ -527,15 +556,21 @@ class Sessions:
     ) -> tuple[PortPair, ...]:
         """ng ``offer``: the offerer's (``from_tag``) SDP; returns its leg's relay ports.
 
-        A new call-id creates the session with ``from_tag`` as the caller; a re-offer from
-        either leg updates that leg and keeps its ports. Raises
+        A new call-id creates the session with ``from_tag`` as the caller, and with the
+        callee's leg *pending*: its ports are allocated now, because the offer that goes
+        on to the callee must already name them (:meth:`other_leg`), while its tag and SDP
+        come with the answer. A re-offer from either leg updates that leg and keeps its
+        ports; streams it adds get ports on both legs. Raises
         :class:`~mediarelay.portpool.PoolExhausted` or :class:`NegotiationError` having
         changed nothing.
         """
         session = self._calls.get(call_id)
         if session is None:
             session = Session(call_id, from_tag, self.config, now)
+            self._reserve(len(media) * 2)
             self._negotiate(session.caller, media)
+            session.callee = Leg(session, "", Role.CALLEE)
+            self._pad(session.callee, len(media))
             self._calls[call_id] = session
             self._started += 1
             self._touch(session, now)
@@ -546,7 +581,10 @@ class Sessions:
                 f"offer for call {call_id!r} from tag {from_tag!r}, which is neither of its "
                 f"legs ({', '.join(repr(leg.tag) for leg in session.legs)})"
             )
+        other = session.other_leg(leg)
+        self._reserve(_missing(leg, len(media)) + _missing(other, len(media)))
         self._negotiate(leg, media)
+        self._pad(other, len(media))
         self._touch(session, now)
         return leg.ports
 
@@ -555,7 +593,8 @@ class Sessions:
     ) -> tuple[PortPair, ...]:
         """ng ``answer``: the answerer's (``to_tag``) SDP; returns its leg's relay ports.
 
-        The first answer adds the callee leg; a later one (to a re-offer) updates a leg.
+        The first answer gives the pending callee leg its tag and SDP; a later one (to a
+        re-offer) updates a leg.
         """
         session = self._calls.get(call_id)
         if session is None:
@@ -567,17 +606,21 @@ class Sessions:
                 f"{to_tag!r}: the from-tag must be the offering leg, the to-tag the other"
             )
         if leg is None:
-            if session.callee is not None:
+            callee = session.callee
+            if callee is None or not callee.pending:
+                answered = callee.tag if callee is not None else ""
                 raise NegotiationError(
-                    f"call {call_id!r} is already answered by tag {session.callee.tag!r}; "
+                    f"call {call_id!r} is already answered by tag {answered!r}; "
                     f"a second answerer {to_tag!r} (a fork) is not supported"
                 )
-            leg = Leg(session, to_tag, Role.CALLEE)
-            self._negotiate(leg, media)
-            session.callee = leg
-            _link(session)
-        else:
-            self._negotiate(leg, media)
+            leg = callee
+        self._reserve(_missing(leg, len(media)) + _missing(offerer, len(media)))
+        self._negotiate(leg, media)
+        if leg.pending:
+            leg.tag = to_tag
+            for sock in leg._sockets():
+                _refresh(sock)  # a destination at last: the answer's SDP address
+        self._pad(offerer, len(media))
         self._touch(session, now)
         return leg.ports
 
@@ -637,6 +680,18 @@ class Sessions:
         for port in ports:
             self._by_port[port] = leg.session._by_port[port]
             self._by_port[port + 1] = leg.session._by_port[port + 1]
+
+    def _reserve(self, pairs: int) -> None:
+        """Refuse up front what the pool cannot give: a negotiation changes all or nothing."""
+        if pairs > self.pool.available:
+            raise PoolExhausted(self.pool.low, self.pool.high, self.pool.capacity)
+
+    def _pad(self, leg: Leg, streams: int) -> None:
+        """Give ``leg`` ports for the streams the other side added (disabled until its own
+        SDP says more: RFC 3264 §6, port 0)."""
+        missing = _missing(leg, streams)
+        if missing:
+            self._negotiate(leg, [*leg.media, *(_UNANSWERED for _ in range(missing))])
 
     def _touch(self, session: Session, now: float) -> None:
         """Signalling is activity: push the session's deadline out and re-arm its timer."""
