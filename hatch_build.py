@@ -1,4 +1,5 @@
-"""Hatch build hook: compile the SIP edge (``sipedge``, its SIP core included) with mypyc.
+"""Hatch build hook: compile the SIP edge (``sipedge``, its SIP core included) and the media
+relay (``mediarelay``) with mypyc.
 
 Off by default (``enable-by-default = false`` in pyproject.toml): a wheel is compiled with
 ``HATCH_BUILD_HOOKS_ENABLE=1 pip wheel .``. Editable installs are never compiled, so no
@@ -21,7 +22,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 #: Not ``contracts``: its snapshot types check their fields' types at run time to name a bad
 #: field in a manifest or a published snapshot; compiled, the constructor itself refuses
 #: the value with a bare TypeError first (tests/contracts found 14 such cases).
-COMPILED = (("sipedge/src", "sipedge"),)
+COMPILED = (("sipedge/src", "sipedge"), ("mediarelay/src", "mediarelay"))
 #: Left interpreted: package markers; the command line; the logging set-up; and the manifest
 #: loader, whose ``raise ... from None`` must hide the YAML error that quotes a line of the
 #: file (a password, maybe): compiled, mypyc keeps that context on the new exception.
@@ -30,6 +31,15 @@ NOT_COMPILED = {
     "sipedge/cli.py",
     "sipedge/logs.py",
     "sipedge/tenants.py",
+    "mediarelay/__main__.py",
+    "mediarelay/cli.py",
+    # STUN is not on the per-packet path, and mypyc cannot build its generic, slotted
+    # attribute types (AttributeType[T]): "attribute '__dict__' of 'type' objects is not
+    # writable" on import.
+    "mediarelay/stun/attributes.py",
+    "mediarelay/stun/binding.py",
+    "mediarelay/stun/errors.py",
+    "mediarelay/stun/message.py",
 }
 
 

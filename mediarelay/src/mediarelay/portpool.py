@@ -28,7 +28,7 @@ LOWEST_PORT = 1024
 HIGHEST_PORT = 65535
 
 
-class PoolExhausted(RuntimeError):
+class PoolExhausted(Exception):
     """Every RTP/RTCP pair of the range is in use: the offer or answer cannot be served.
 
     The control layer answers it as an error (rtpengine says "Ran out of ports"); the

@@ -1,0 +1,7 @@
+"""``python -m mediarelay``: see :mod:`mediarelay.cli`."""
+
+import sys
+
+from mediarelay.cli import main
+
+sys.exit(main())
