@@ -33,7 +33,7 @@ def prepare_build(template: str) -> str:
     if COMPILED_TREE not in template:
         return "the command given"
     subprocess.run(["./pbx", "build"], check=True)
-    return f"the compiled wheel ({COMPILED_TREE}, the edge built by mypyc)"
+    return f"the compiled wheel ({COMPILED_TREE}, the edge and relay built by mypyc)"
 
 
 def check_manifest(users_count: int, first: int) -> None:
