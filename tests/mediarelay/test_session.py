@@ -24,9 +24,9 @@ from mediarelay.session import (
     MediaStream,
     NegotiationError,
     PortPair,
-    SessionConfig,
     Role,
     Session,
+    SessionConfig,
     Sessions,
     Traffic,
     UnknownCall,
@@ -94,7 +94,8 @@ def test_an_offer_gives_the_caller_an_rtp_rtcp_pair_per_stream() -> None:
             )
     assert sessions.pool.in_use == 4  # the callee's pairs too: the offer it gets names them
     session = sessions.get(CALL)
-    assert session is not None and session.callee is not None
+    assert session is not None
+    assert session.callee is not None
     assert session.callee.pending
     assert set(session.callee.ports).isdisjoint(ports)
     assert session.other_leg(session.caller) is session.callee
@@ -472,7 +473,8 @@ def test_pool_exhaustion_on_answer_changes_nothing() -> None:
         sessions.answer(CALL, CALLER_TAG, CALLEE_TAG, [CALLEE_SDP] * 3, 0)
     session = sessions.get(CALL)
     assert session is not None
-    assert session.callee is not None and session.callee.pending
+    assert session.callee is not None
+    assert session.callee.pending
     assert sessions.pool.in_use == 4
     assert sessions.answer(CALL, CALLER_TAG, CALLEE_TAG, [CALLEE_SDP] * 2, 0)
     assert session.callee.tag == CALLEE_TAG
@@ -575,7 +577,8 @@ def test_a_session_waiting_for_its_answer_expires_too() -> None:
     sessions.offer(CALL, CALLER_TAG, [CALLER_SDP], 0.0)
     (reaped,) = sessions.reap(60.0)
     assert reaped.call_id == CALL
-    assert reaped.callee is not None and reaped.callee.pending
+    assert reaped.callee is not None
+    assert reaped.callee.pending
     assert sessions.pool.in_use == 0
 
 

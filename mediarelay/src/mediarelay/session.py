@@ -8,9 +8,10 @@ Owns, sans-IO (no socket, no clock: ``now`` is a monotonic reading in seconds, p
   from the offer on (its ports must be in the offer sent on to the callee) and named by
   the to-tag of the answer. A leg's ports receive from its own phone: the SDP sent to a
   phone names that phone's leg's ports. Each m= line of a leg's SDP (:class:`MediaStream`)
-  gets one RTP/RTCP port pair from the :class:`~mediarelay.portpool.PortPool`; streams pair up across legs by
-  position (RFC 3264 §6). A re-INVITE keeps a leg's ports (RFC 3264 §8: m= lines are never
-  removed, only disabled with port 0); a changed SDP address is the new expected address.
+  gets one RTP/RTCP port pair from the :class:`~mediarelay.portpool.PortPool`; streams
+  pair up across legs by position (RFC 3264 §6). A re-INVITE keeps a leg's ports (RFC
+  3264 §8: m= lines are never removed, only disabled with port 0); a changed SDP address
+  is the new expected address.
 * **Symmetric latching** (RFC 4961's motivation: a phone behind NAT is reached at the
   address it sends from, not the one its SDP names). Per local port: the first packet
   latches its source; within ``learning_window_s`` of that first packet any source may
@@ -495,7 +496,7 @@ def _link(session: Session) -> None:
 
 
 #: A stream the answerer has not described yet: no address, port 0 (disabled).
-_UNANSWERED = MediaStream("0.0.0.0", 0)
+_UNANSWERED = MediaStream("0.0.0.0", 0)  # noqa: S104 - an SDP value, nothing binds it
 
 
 def _missing(leg: Leg, streams: int) -> int:
