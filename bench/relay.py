@@ -29,50 +29,27 @@ measured (``--only``). Run: ``.venv/bin/python bench/relay.py [--only cloudpbx|r
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import shlex
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.ng.control import (
-    Answer,
-    Command,
-    Delete,
-    Offer,
-    Ping,
-    Result,
-    command_datagram,
-    expect_reply,
+from sipbench.edge import prepare_build
+from sipbench.relays import (
+    CLOUDPBX_CMD,
+    RTPENGINE_CMD,
+    NgClient,
+    RelayError,
+    free_port,
+    relay_process,
+    set_up,
+    tear_down,
 )
-from contracts.sdp import parse_sdp
-from sipbench.edge import COMPILED_TREE, prepare_build
-from sipbench.kamailio import require_loopback
 from sipbench.rtpload import LoadResult, Stream, run_load
 
 TARGETS = ("cloudpbx", "rtpengine")
-ROOT = Path(__file__).resolve().parents[1]
-RTPENGINE_CMD = (
-    "rtpengine --foreground --log-stderr --log-level=4 --table=-1 --no-fallback"
-    " --interface=127.0.0.1 --listen-ng=127.0.0.1:{ng} --port-min={low} --port-max={high}"
-    " --num-threads=2 --pidfile={workdir}/rtpengine.pid"
-)
-CLOUDPBX_CMD = (
-    f"env PYTHONPATH={COMPILED_TREE} .venv/bin/python -m mediarelay serve"
-    " --ng 127.0.0.1:{ng} --bind 127.0.0.1 --ports {low}-{high} --log-level warning"
-)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-class RelayError(Exception):
-    """A relay that did not start, refused a call, or died."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,109 +68,10 @@ class Measured:
         return 1e6 * self.cpu_s / self.forwarded if self.forwarded else float("inf")
 
 
-class NgClient:
-    """A blocking *ng* client on loopback: one command, one reply, a fresh cookie each."""
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.address = (require_loopback(address[0]), address[1])
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.settimeout(2.0)
-        self._cookies = 0
-
-    def call(self, command: Command) -> bytes | None:
-        """Send ``command``; the reply's SDP (None for replies without one)."""
-        self._cookies += 1
-        cookie = f"b{os.getpid()}-{self._cookies}".encode()
-        self.sock.sendto(command_datagram(cookie, command), self.address)
-        reply = expect_reply(self.sock.recv(65_535), cookie)
-        if reply.result is Result.ERROR:
-            raise RelayError(f"{command.command} refused: {reply.error_reason}")
-        return reply.sdp
-
-    def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self.call(Ping())
-                return
-            except (TimeoutError, ConnectionRefusedError):
-                if time.monotonic() > deadline:
-                    raise RelayError(f"no ng pong from {self.address} in {timeout_s} s") from None
-                time.sleep(0.1)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def sdp_for(port: int, session: int) -> bytes:
-    """A phone's PCMU offer or answer, receiving RTP on 127.0.0.1:``port``."""
-    return (
-        f"v=0\r\no=- {session} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n"
-    ).encode()
-
-
-def relay_address(sdp: bytes | None) -> tuple[str, int]:
-    """Where the relay wants the other side's RTP: the rewritten SDP's c= and m= port."""
-    if sdp is None:
-        raise RelayError("the relay answered without SDP")
-    description = parse_sdp(sdp)
-    media = description.media[0]
-    connection = media.connections[0] if media.connections else description.connection
-    if connection is None:
-        raise RelayError("the rewritten SDP has no c= line")
-    return require_loopback(connection.address), media.port
-
-
-def set_up(client: NgClient, streams: list[Stream]) -> None:
-    """Offer and answer every stream's call through the relay, as an edge would."""
-    for number, stream in enumerate(streams):
-        call_id = f"bench-relay-{number}"
-        offer = Offer(
-            call_id=call_id, from_tag="caller", sdp=sdp_for(stream.caller.address[1], number)
-        )
-        stream.callee.relay = relay_address(client.call(offer))
-        answer = Answer(
-            call_id=call_id,
-            from_tag="caller",
-            to_tag="callee",
-            sdp=sdp_for(stream.callee.address[1], number),
-        )
-        stream.caller.relay = relay_address(client.call(answer))
-
-
-def tear_down(client: NgClient, streams: list[Stream]) -> None:
-    for number in range(len(streams)):
-        # The relay may have reaped the call already, or be gone: nothing left to free.
-        with contextlib.suppress(RelayError, TimeoutError):
-            client.call(Delete(call_id=f"bench-relay-{number}"))
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of process ``pid`` and all its threads so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-@contextmanager
-def relay_process(command: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            shlex.split(command),
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 def measure(target: str, args: argparse.Namespace, workdir: Path) -> Measured:
@@ -224,12 +102,6 @@ def measure(target: str, args: argparse.Namespace, workdir: Path) -> Measured:
         for stream in streams:
             stream.close()
     return Measured(load, cpu_s)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def show(target: str, measured: Measured) -> None:
