@@ -10,7 +10,7 @@ Owns, sans-IO, what rtpengine's control port does for the commands of
   rtpengine keeps it unless told ``replace: origin``.
 * ``delete``: end the call, free its ports. An unknown call is a warning (``ok``), or an
   error with the ``fatal`` flag, as in rtpengine.
-* ``query``: the call's creation and last-signal times and its packet totals.
+* ``query``: the call's creation and last-signal times and its RTP and RTCP totals.
 * ``ping``: ``pong``.
 
 A retransmitted request (same sender, same cookie) gets the very reply sent before, from
@@ -32,6 +32,7 @@ from contracts.ng.control import (
     Answer,
     CallTotals,
     Delete,
+    MalformedDatagram,
     Offer,
     Ping,
     Query,
@@ -54,11 +55,13 @@ from contracts.sdp import (
 from mediarelay.portpool import PoolExhausted
 from mediarelay.session import (
     Address,
+    Kind,
     MediaStream,
     NegotiationError,
     PortPair,
     Session,
     Sessions,
+    Traffic,
 )
 
 log = logging.getLogger("mediarelay.control")
@@ -88,6 +91,8 @@ class Controller:
         """The reply to one request datagram from ``source`` (``now`` monotonic)."""
         try:
             request = parse_request(datagram)
+        except MalformedDatagram:
+            return Handled(None)  # no cookie: no reply could be matched to its request
         except RequestError as exc:
             return Handled(error_datagram(exc) if exc.cookie else None)
         key = CacheKey(f"{source[0]}:{source[1]}", request.cookie)
@@ -159,9 +164,11 @@ class Controller:
         times = self._times.get(command.call_id)
         if session is None or times is None:
             return Reply.error(f"Unknown call-id {command.call_id!r}")
-        counters = session.counters()
-        rtp = counters.caller_to_callee + counters.callee_to_caller
-        totals = CallTotals(rtp=StreamTotals(packets=rtp.packets, octets=rtp.octets))
+        rtp, rtcp = (_traffic(session, kind) for kind in (Kind.RTP, Kind.RTCP))
+        totals = CallTotals(
+            rtp=StreamTotals(packets=rtp.packets, octets=rtp.octets),
+            rtcp=StreamTotals(packets=rtcp.packets, octets=rtcp.octets),
+        )
         return Reply.query(created_s=int(times[0]), last_signal_s=int(times[1]), totals=totals)
 
     def _leg_ports(self, call_id: str, tag: str) -> tuple[PortPair, ...]:
@@ -181,6 +188,11 @@ class Controller:
     def _live_ports(self, call_id: str) -> list[int]:
         session = self.sessions.get(call_id)
         return [] if session is None else list(_ports(session))
+
+
+def _traffic(session: Session, kind: Kind) -> Traffic:
+    """What the call relayed of ``kind``, both directions summed."""
+    return sum((leg.traffic(kind) for leg in session.legs), Traffic())
 
 
 def _ports(session: Session) -> list[int]:

@@ -385,9 +385,10 @@ class Leg:
         """The source latched on a stream's RTP or RTCP port, if any."""
         return self._socket(stream, kind).latched
 
-    def traffic(self) -> Traffic:
-        """What this leg sent that was forwarded, over all its streams."""
-        sockets = list(self._sockets())
+    def traffic(self, kind: Kind | None = None) -> Traffic:
+        """What this leg sent that was forwarded, over all its streams (of ``kind`` only,
+        RTP or RTCP, when given)."""
+        sockets = [s for s in self._sockets() if kind is None or s.kind is kind]
         return Traffic(sum(s.packets for s in sockets), sum(s.octets for s in sockets))
 
     def _socket(self, stream: int, kind: Kind) -> _Socket:
