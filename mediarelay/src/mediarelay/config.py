@@ -4,19 +4,26 @@ One frozen value built at start-up and passed down. The address media sockets *b
 the address written into rewritten SDP (*advertise*) are separate settings, and a relay
 that binds a wildcard address must be told what to advertise: an SDP pointing phones at
 0.0.0.0 or at a pod's private address is the classic cause of silent calls in containers.
+Both are of one family, a wildcard included: an IPv4 socket never hears IPv6 phones, and
+an IPv6 one reports IPv4 sources as ``::ffff:a.b.c.d`` and cannot send to the plain IPv4
+addresses that SDP gives.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 
 
 def host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
     """``127.0.0.1:2223``, ``[::1]:2223``, or a bare host (``::1``) with ``default_port``."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.removeprefix(":") if rest.startswith(":") else None
+    bracketed = text.startswith("[")
+    if bracketed:
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or rest[:1] not in ("", ":"):
+            raise ValueError(f"bad address {text!r}: want [IPv6]:PORT")
+        port = rest[1:] if rest else None
     elif text.count(":") == 1:
         host, port = text.split(":")
     else:
@@ -25,8 +32,13 @@ def host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
         if default_port is None:
             raise ValueError(f"bad address {text!r}: want HOST:PORT ([v6]:PORT for IPv6)")
         port = str(default_port)
-    ipaddress.ip_address(host)  # a literal: the relay binds, it does not resolve names
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    try:  # a literal: the relay binds, it does not resolve names
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"bad address {text!r}: {host!r} is not an IP address") from None
+    if bracketed and ip.version != 6:
+        raise ValueError(f"bad address {text!r}: {host!r} is not an IPv6 address")
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"bad port in {text!r}")
     return host, int(port)
 
@@ -34,7 +46,7 @@ def host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
 def port_range(text: str) -> tuple[int, int]:
     """``30000-39999``: the media ports, both ends included."""
     low, sep, high = text.partition("-")
-    if not sep or not low.isdigit() or not high.isdigit():
+    if not sep or not (low + high).isascii() or not low.isdigit() or not high.isdigit():
         raise ValueError(f"bad port range {text!r}: want LOW-HIGH, e.g. 30000-39999")
     return int(low), int(high)
 
@@ -67,10 +79,14 @@ class RelayConfig:
                 f"cannot advertise {self.advertise}: phones would send media nowhere;"
                 " give the address they can reach (--advertise)"
             )
-        if bound.version != shown.version and not bound.is_unspecified:
+        if bound.version != shown.version:  # a wildcard too: see the module docstring
             raise ValueError(f"bind {self.bind} and advertise {self.advertise} differ in family")
         low, high = self.ports
         if not 1024 <= low < high <= 65535:
             raise ValueError(f"media ports {low}-{high}: want 1024 <= LOW < HIGH <= 65535")
-        if self.idle_timeout_s <= 0 or self.learning_window_s < 0:
-            raise ValueError("the idle timeout must be positive, the learning window not negative")
+        idle, learning = self.idle_timeout_s, self.learning_window_s
+        if not (0 < idle < math.inf and 0 <= learning < math.inf):  # NaN fails both
+            raise ValueError(
+                "the idle timeout must be positive and the learning window not negative,"
+                f" both finite: got {idle} s and {learning} s"
+            )
