@@ -1,0 +1,129 @@
+"""The NAT lab: a phone behind a masquerading home router, a phone and the PBX on the internet.
+
+Built from network namespaces and veth pairs, addresses from RFC 5737 only, every name
+unique to the run, everything deleted on exit (deleting a namespace deletes its links)::
+
+      pha (phone A)          rtr (home router)                 net (the internet: a bridge)
+    192.0.2.10/24  ── lan ── 192.0.2.1 | 198.51.100.10 ── wan ──┬── 198.51.100.1  pbx (edge, relay)
+                             MASQUERADE on wan                  └── 198.51.100.20 phb (phone B)
+
+Phone A's packets reach the internet from 198.51.100.10 with the router's ports; nothing
+on the internet can reach 192.0.2.10, the address phone A writes in its SDP. That is the
+one-way audio of a phone behind a home router. :meth:`NatLab.popen` runs a command inside
+one of the namespaces. Needs root (``ip netns``, ``iptables``); no packet leaves the host.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+PHONE_A = "192.0.2.10"
+ROUTER_LAN = "192.0.2.1"
+ROUTER_WAN = "198.51.100.10"
+PBX = "198.51.100.1"
+PHONE_B = "198.51.100.20"
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+class NatLab:
+    """The namespaces of one lab; use as a context manager."""
+
+    def __init__(self) -> None:
+        self.run = secrets.token_hex(3)
+        roles = ("net", "pbx", "rtr", "pha", "phb")
+        self.ns = {role: f"cpbx-{role}-{self.run}" for role in roles}
+        self._made: list[str] = []
+        self._links = 0
+
+    def __enter__(self) -> NatLab:
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for name in reversed(self._made):
+            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+        self._made.clear()
+
+    def exec(self, role: str, *argv: str) -> str:
+        """Run ``argv`` in ``role``'s namespace to completion; its output."""
+        done = subprocess.run(
+            ["ip", "netns", "exec", self.ns[role], *argv],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout
+
+    def popen(
+        self, role: str, argv: Sequence[str], cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in ``role``'s namespace."""
+        return subprocess.Popen(["ip", "netns", "exec", self.ns[role], *argv], cwd=cwd)
+
+    def _build(self) -> None:
+        for name in self.ns.values():
+            _ip("netns", "add", name)
+            self._made.append(name)
+            _ip("-n", name, "link", "set", "lo", "up")
+        net = self.ns["net"]
+        _ip("-n", net, "link", "add", "br0", "type", "bridge")
+        _ip("-n", net, "link", "set", "br0", "up")
+        self._wire("pbx", "eth0", f"{PBX}/24")
+        self._wire("phb", "eth0", f"{PHONE_B}/24")
+        self._wire("rtr", "wan", f"{ROUTER_WAN}/24")
+        self._lan()
+        self.exec("rtr", "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        masquerade = ("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
+        self.exec("rtr", *masquerade)
+        # Nothing on the internet routes to the LAN: only replies through the NAT get in.
+        _ip("-n", self.ns["pha"], "route", "add", "default", "via", ROUTER_LAN)
+
+    def _veth(self) -> tuple[str, str]:
+        """A veth pair, created in this namespace under names unique to the run."""
+        self._links += 1
+        a, b = f"ca{self.run}{self._links}", f"cb{self.run}{self._links}"
+        _ip("link", "add", a, "type", "veth", "peer", "name", b)
+        return a, b
+
+    def _wire(self, role: str, ifname: str, address: str, *, bridge: bool = True) -> None:
+        """A veth from ``role`` (as ``ifname``) to a port of the internet's bridge."""
+        ns, net = self.ns[role], self.ns["net"]
+        port = f"p-{role}"
+        inside, outside = self._veth()
+        _ip("link", "set", inside, "netns", ns, "name", ifname)
+        _ip("link", "set", outside, "netns", net, "name", port)
+        _ip("-n", ns, "addr", "add", address, "dev", ifname)
+        _ip("-n", ns, "link", "set", ifname, "up")
+        if bridge:  # else a bare link, e.g. for a second LAN
+            _ip("-n", net, "link", "set", port, "master", "br0")
+        _ip("-n", net, "link", "set", port, "up")
+
+    def _lan(self) -> None:
+        """Phone A's cable to the router's LAN port."""
+        pha, rtr = self.ns["pha"], self.ns["rtr"]
+        router_side, phone_side = self._veth()
+        _ip("link", "set", router_side, "netns", rtr, "name", "lan")
+        _ip("link", "set", phone_side, "netns", pha, "name", "eth0")
+        _ip("-n", rtr, "addr", "add", f"{ROUTER_LAN}/24", "dev", "lan")
+        _ip("-n", pha, "addr", "add", f"{PHONE_A}/24", "dev", "eth0")
+        _ip("-n", rtr, "link", "set", "lan", "up")
+        _ip("-n", pha, "link", "set", "eth0", "up")
