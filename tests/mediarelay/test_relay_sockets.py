@@ -429,3 +429,33 @@ async def test_tick_publishes_packets_and_bytes_per_direction(call: Call) -> Non
     assert samples(metrics, "relay_sessions") == {(): 1}
     assert samples(metrics, "relay_port_pairs")[("in_use",)] == 2
     assert samples(metrics, "relay_malformed_packets") == {(): 1}
+
+
+@pytest.mark.asyncio
+async def test_a_port_another_process_holds_is_set_aside_never_offered() -> None:
+    """Two pairs in the range, a port of one held by someone else: that pair is set
+    aside the moment it is drawn, so the offer (a pair per leg) cannot be served and is
+    refused with a reason, allocating nothing, rather than naming an unbound port."""
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind((LOOPBACK, 21991))  # the RTCP port of the pair 21990/21991
+    config = RelayConfig(
+        ng=(LOOPBACK, free_port()), bind=LOOPBACK, advertise=LOOPBACK, ports=(21990, 21993)
+    )
+    relay = Relay(config)
+    await relay.start()
+    edge, phone = await Endpoint.open(), await Endpoint.open()
+    try:
+        call = Call(relay, edge, phone, phone, ("", 0), ("", 0))
+        offer = Offer(call_id=CALL, from_tag=CALLER_TAG, sdp=sdp_for(phone, "caller"))
+        refused = await call.ng(b"c1", offer)
+        assert refused.result is Result.ERROR
+        assert "in use" in (refused.error_reason or "")
+        assert relay.sessions.get(CALL) is None
+        counters = relay.sessions.counters()
+        assert (counters.port_pairs_unusable, counters.port_pairs_in_use) == (1, 0)
+        assert relay.plane.open_ports == 0  # the good pair's sockets were closed again
+    finally:
+        edge.close()
+        phone.close()
+        relay.close()
+        squatter.close()

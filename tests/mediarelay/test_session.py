@@ -765,3 +765,45 @@ def test_every_allocated_port_has_an_owner_and_every_owner_a_port(
     for call_number in range(4):
         sessions.delete(f"call-{call_number}")
     assert sessions.pool.in_use == 0
+
+
+class Claims:
+    """The adapter's side of allocation, as a record: which pairs it bound or closed."""
+
+    def __init__(self, taken: set[int]) -> None:
+        self.taken = taken
+        self.bound: set[int] = set()
+
+    def claim(self, rtp_port: int) -> bool:
+        if rtp_port in self.taken:
+            return False
+        self.bound.add(rtp_port)
+        return True
+
+    def release(self, rtp_port: int) -> None:
+        self.bound.discard(rtp_port)
+
+
+def test_a_pair_the_adapter_cannot_bind_is_set_aside_and_never_handed_out() -> None:
+    claims = Claims(taken={30000})
+    sessions = Sessions(PortPool(30000, 30007, lambda count: 0), claims=claims)
+    session, caller_ports, callee_ports = call(sessions)
+    used = {pair.rtp for pair in (*caller_ports, *callee_ports)}
+    assert 30000 not in used
+    assert used == claims.bound
+    assert sessions.unusable == [30000]
+    counters = sessions.counters()
+    assert (counters.port_pairs_unusable, counters.port_pairs_in_use) == (1, 2)
+    sessions.delete(CALL)
+    assert claims.bound == set()  # what the session held is closed again
+    assert session.call_id == CALL
+
+
+def test_an_offer_short_of_bindable_pairs_gives_everything_back() -> None:
+    claims = Claims(taken={30002})
+    sessions = Sessions(PortPool(30000, 30003, lambda count: count - 1), claims=claims)
+    with pytest.raises(PoolExhausted):
+        sessions.offer(CALL, CALLER_TAG, [CALLER_SDP], 0)
+    assert sessions.get(CALL) is None
+    assert claims.bound == set()
+    assert (sessions.pool.in_use, sessions.unusable) == (1, [30002])

@@ -53,14 +53,16 @@ class Relay:
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
         low, high = config.ports
+        self.plane = MediaPlane(config.bind)
         self.sessions = Sessions(
             PortPool(low, high, secrets.randbelow),
             SessionConfig(
                 learning_window_s=config.learning_window_s, idle_timeout_s=config.idle_timeout_s
             ),
+            claims=self.plane,
         )
+        self.plane.sessions = self.sessions
         self.controller = Controller(self.sessions, config.advertise)
-        self.plane = MediaPlane(self.sessions, config.bind)
         self.metrics = RelayMetrics()
         self.stun_counters = StunCounters()
         self._lock = asyncio.Lock()

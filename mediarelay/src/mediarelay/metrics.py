@@ -73,6 +73,7 @@ def _relay_families(relay: RelayCounters) -> Iterator[Metric]:
     pool = GaugeMetricFamily("relay_port_pairs", "RTP/RTCP port pairs", labels=["state"])
     pool.add_metric(["in_use"], relay.port_pairs_in_use)
     pool.add_metric(["capacity"], relay.port_pairs_capacity)
+    pool.add_metric(["unusable"], relay.port_pairs_unusable)
     yield pool
     media = relay.media
     packets = CounterMetricFamily("relay_packets", "Packets relayed", labels=["direction"])

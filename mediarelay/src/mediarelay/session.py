@@ -62,7 +62,7 @@ import ipaddress
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeAlias
+from typing import NamedTuple, Protocol, TypeAlias
 
 from mediarelay.portpool import PoolExhausted, PortPool
 
@@ -251,6 +251,8 @@ class RelayCounters:
     port_pairs_in_use: int
     port_pairs_capacity: int
     media: Counters
+    #: Pairs set aside because the adapter could not bind them (see Sessions.unusable).
+    port_pairs_unusable: int = 0
 
 
 # --- one local port ----------------------------------------------------------------------
@@ -505,6 +507,18 @@ def _missing(leg: Leg, streams: int) -> int:
     return max(0, streams - len(leg._streams))
 
 
+class PortClaims(Protocol):
+    """The adapter's side of allocation: bind a pair's sockets before an SDP names them."""
+
+    def claim(self, rtp_port: int) -> bool:
+        """Bind ``rtp_port`` and ``rtp_port + 1``; False (nothing kept) if either is taken."""
+        ...
+
+    def release(self, rtp_port: int) -> None:
+        """Close what :meth:`claim` bound for the pair (no-op if nothing is open)."""
+        ...
+
+
 class PortOwner(NamedTuple):
     """Who a local port belongs to."""
 
@@ -517,9 +531,18 @@ class PortOwner(NamedTuple):
 class Sessions:
     """Every call on this relay, by call-id and by local port; ports come from ``pool``."""
 
-    def __init__(self, pool: PortPool, config: SessionConfig | None = None) -> None:
+    def __init__(
+        self,
+        pool: PortPool,
+        config: SessionConfig | None = None,
+        claims: PortClaims | None = None,
+    ) -> None:
         self.pool = pool
         self.config = config or SessionConfig()
+        self._claims = claims
+        #: Pairs the adapter could not bind (another process holds a port): kept out of
+        #: the pool, so that no SDP ever names a port nobody listens on.
+        self.unusable: list[int] = []
         self._calls: dict[str, Session] = {}
         self._by_port: dict[int, _Socket] = {}
         self._timers: list[tuple[float, int, Session]] = []
@@ -570,9 +593,13 @@ class Sessions:
         if session is None:
             session = Session(call_id, from_tag, self.config, now)
             self._reserve(len(media) * 2)
-            self._negotiate(session.caller, media)
-            session.callee = Leg(session, "", Role.CALLEE)
-            self._pad(session.callee, len(media))
+            try:
+                self._negotiate(session.caller, media)
+                session.callee = Leg(session, "", Role.CALLEE)
+                self._pad(session.callee, len(media))
+            except Exception:
+                self._discard(session)  # e.g. a pair set aside left too few: give all back
+                raise
             self._calls[call_id] = session
             self._started += 1
             self._touch(session, now)
@@ -664,8 +691,9 @@ class Sessions:
             sessions_started=self._started,
             sessions_deleted=self._deleted,
             sessions_expired=self._expired,
-            port_pairs_in_use=self.pool.in_use,
+            port_pairs_in_use=self.pool.in_use - len(self.unusable),
             port_pairs_capacity=self.pool.capacity,
+            port_pairs_unusable=len(self.unusable),
             media=media + Counters(drops=tuple(unknown)),
         )
 
@@ -701,16 +729,37 @@ class Sessions:
         self._schedule(session)
 
     def _allocate(self, count: int) -> list[int]:
-        """``count`` pairs' RTP ports, or none: a failure gives back what it took."""
+        """``count`` pairs' RTP ports, each claimed by the adapter, or none: a failure
+        gives back what it took. A pair the adapter cannot claim is set aside."""
         ports: list[int] = []
         try:
             for _ in range(count):
-                ports.append(self.pool.allocate())
+                ports.append(self._claimed_pair())
         except Exception:
             for port in ports:
-                self.pool.release(port)
+                self._release(port)
             raise
         return ports
+
+    def _claimed_pair(self) -> int:
+        while True:
+            port = self.pool.allocate()  # PoolExhausted once every pair is used or unusable
+            if self._claims is None or self._claims.claim(port):
+                return port
+            self.unusable.append(port)
+
+    def _discard(self, session: Session) -> None:
+        """Give back every port ``session`` holds (registered or not)."""
+        for leg in session.legs:
+            for rtp, rtcp in leg._streams:
+                del self._by_port[rtp.local_port], self._by_port[rtcp.local_port]
+                self._release(rtp.local_port)
+        session._by_port.clear()
+
+    def _release(self, port: int) -> None:
+        if self._claims is not None:
+            self._claims.release(port)
+        self.pool.release(port)
 
     def _schedule(self, session: Session) -> None:
         sequence = next(self._sequence)
@@ -720,9 +769,5 @@ class Sessions:
     def _end(self, session: Session) -> None:
         del self._calls[session.call_id]
         session._timer = -1
-        for leg in session.legs:
-            for rtp, rtcp in leg._streams:
-                del self._by_port[rtp.local_port], self._by_port[rtcp.local_port]
-                self.pool.release(rtp.local_port)
-        session._by_port.clear()
+        self._discard(session)
         self._retired += session.counters()

@@ -2,7 +2,8 @@
 
 Per datagram (the hot path, 100,000/s is the aim): the first octet says what it is (RFC
 7983 §7, inlined for speed: :mod:`mediarelay.demux` is the table). RTP and RTCP of at
-least a fixed header (12 and 8 octets, RFC 3550 §5.1, §6.4) go to
+least a fixed header (12 and 8 octets, RFC 3550 §5.1, §6.4; RFC 5761 §4 tells them apart)
+go to
 :meth:`~mediarelay.session.Sessions.receive`, and a :class:`~mediarelay.session.Forward`
 is sent at once from the socket it names; a drop is counted there. STUN gets its Binding
 answer (:func:`mediarelay.stun.answer_binding`) from the same port, as ICE needs. The rest
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from functools import partial
 from typing import cast
 
@@ -22,9 +24,6 @@ from mediarelay.session import Forward, Sessions
 from mediarelay.stun import answer_binding
 
 log = logging.getLogger("mediarelay.media")
-
-#: RTCP's fixed header is 8 octets, RTP's 12; a shorter datagram is neither.
-MIN_RTP_RTCP = 8
 
 
 class MediaPort(asyncio.DatagramProtocol):
@@ -49,11 +48,19 @@ class MediaPort(asyncio.DatagramProtocol):
 
 
 class MediaPlane:
-    """Every media socket of the relay, opened and closed as sessions come and go."""
+    """Every media socket of the relay, opened and closed as sessions come and go.
 
-    def __init__(self, sessions: Sessions, bind: str) -> None:
-        self.sessions = sessions
+    It is the session core's :class:`~mediarelay.session.PortClaims`: a pair's sockets are
+    bound the moment the core draws it, so a port another process holds is set aside
+    there and then, before any SDP names it (a call with an unbound port has no audio).
+    """
+
+    def __init__(self, bind: str) -> None:
         self.bind = bind
+        self.sessions: Sessions | None = None  # set by the relay once both exist
+        self._family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        #: Bound by :meth:`claim`, not yet serving (:meth:`open` turns them into transports).
+        self._claimed: dict[int, socket.socket] = {}
         self._transports: dict[int, asyncio.DatagramTransport] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stun_answered = self.stun_dropped = self.malformed = self.send_errors = 0
@@ -67,45 +74,67 @@ class MediaPlane:
             self.stun_answered, self.stun_dropped, self.malformed, self.send_errors
         )
 
-    async def open(self, ports: tuple[int, ...]) -> list[int]:
-        """Bind a socket on each of ``ports``; the ones that could not be bound."""
+    # -- PortClaims (mediarelay.session): sockets bound before an SDP names their ports --
+    def claim(self, rtp_port: int) -> bool:
+        """Bind the RTP and RTCP sockets of a pair now; False if either port is taken."""
+        bound: list[socket.socket] = []
+        try:
+            for port in (rtp_port, rtp_port + 1):
+                sock = socket.socket(self._family, socket.SOCK_DGRAM)
+                bound.append(sock)
+                sock.setblocking(False)
+                sock.bind((self.bind, port))
+        except OSError as exc:
+            log.warning("media port pair %d set aside: %s", rtp_port, exc)
+            for sock in bound:
+                sock.close()
+            return False
+        self._claimed[rtp_port], self._claimed[rtp_port + 1] = bound
+        return True
+
+    def release(self, rtp_port: int) -> None:
+        self.close((rtp_port, rtp_port + 1))
+
+    # -- serving ----------------------------------------------------------------------------
+    async def open(self, ports: tuple[int, ...]) -> None:
+        """Start serving the claimed sockets of ``ports``."""
         loop = self._loop = asyncio.get_running_loop()
-        failed = []
         for port in ports:
-            if port in self._transports:
-                continue
-            try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    partial(MediaPort, self, port),
-                    local_addr=(self.bind, port),
-                )
-            except OSError as exc:
-                log.warning("cannot bind media port %s:%d: %s", self.bind, port, exc)
-                failed.append(port)
-                continue
+            sock = self._claimed.pop(port, None)
+            if sock is None:
+                continue  # serving already, or released meanwhile
+            transport, _ = await loop.create_datagram_endpoint(
+                partial(MediaPort, self, port), sock=sock
+            )
             self._transports[port] = transport
-        return failed
 
     def close(self, ports: tuple[int, ...]) -> None:
         for port in ports:
             transport = self._transports.pop(port, None)
             if transport is not None:
                 transport.close()
+            sock = self._claimed.pop(port, None)
+            if sock is not None:
+                sock.close()
 
     def close_all(self) -> None:
-        self.close(tuple(self._transports))
+        self.close((*self._transports, *self._claimed))
 
     def packet(self, port: int, data: bytes, addr: tuple[str | int, ...]) -> None:
         """One datagram that reached local ``port`` from ``addr``."""
         first = data[0] if data else 0
-        if 128 <= first <= 191 and len(data) >= MIN_RTP_RTCP:
+        size = len(data)
+        # RTP has a 12-octet header; RTCP (packet types 192-223 in the second octet, RFC
+        # 5761 §4) an 8-octet one.
+        if 128 <= first <= 191 and (size >= 12 or (size >= 8 and 192 <= data[1] <= 223)):
             assert self._loop is not None
+            assert self.sessions is not None
             # The socket's own (host, port) tuple as it is; an IPv6 one is cut to two items.
             source = addr if len(addr) == 2 else (addr[0], addr[1])
             decision = self.sessions.receive(
                 port,
                 source,  # type: ignore[arg-type]  # (str, int) from a UDP socket
-                len(data),
+                size,
                 self._loop.time(),
             )
             if type(decision) is Forward:
