@@ -88,7 +88,7 @@ def measure(target: str, args: argparse.Namespace, workdir: Path) -> Measured:
     client = NgClient(("127.0.0.1", ng))
     try:
         with relay_process(command, log) as process:
-            client.wait_ready(10.0)
+            client.wait_ready(30.0)
             set_up(client, streams)
             run_load(streams, args.warmup_s)
             before = cpu_seconds(process.pid)

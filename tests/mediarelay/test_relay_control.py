@@ -26,6 +26,7 @@ from contracts.ng.control import (
     command_datagram,
     expect_reply,
 )
+from contracts.ng.notice import TIMEOUT, Notice, parse_notice
 from mediarelay.control import Controller, Handled
 from mediarelay.portpool import PortPool
 from mediarelay.session import Address, Forward, PortPair, SessionConfig, Sessions
@@ -391,8 +392,11 @@ def test_reap_returns_the_ports_of_an_idle_call_and_forgets_it() -> None:
     controller = relay(idle_timeout_s=30.0)
     _, handled = ask(controller, offer(), cookie=b"1_1", now=NOW)
     assert controller.reap(NOW + 29.9) == ([], ())
-    ended, closed = controller.reap(NOW + 30.0)
-    assert [session.call_id for session in ended] == [CALL]
+    notices, closed = controller.reap(NOW + 30.0)
+    # The edge that negotiated the call is told the relay ended it (contracts.ng.notice).
+    assert [(peer, parse_notice(datagram)) for peer, datagram in notices] == [
+        (EDGE, Notice(TIMEOUT, CALL))
+    ]
     assert sorted(closed) == sorted(handled.opened)
     assert controller.sessions.pool.in_use == 0
     reply, _ = ask(controller, Query(call_id=CALL), cookie=b"1_2", now=NOW + 31)

@@ -66,6 +66,7 @@ class Relay:
         self.metrics = RelayMetrics()
         self.stun_counters = StunCounters()
         self._lock = asyncio.Lock()
+        self._control: asyncio.DatagramTransport | None = None
         self._closers: list[Callable[[], object]] = []
 
     async def control(self, data: bytes, addr: tuple[str | int, ...], port: ControlPort) -> None:
@@ -83,10 +84,12 @@ class Relay:
     def tick(self) -> None:
         """Reap idle calls and refresh the metrics snapshot (once a second)."""
         loop = asyncio.get_running_loop()
-        ended, closed = self.controller.reap(loop.time())
+        notices, closed = self.controller.reap(loop.time())
         self.plane.close(closed)
-        for session in ended:
-            log.info("media timeout: call-id=%s ended", session.call_id)
+        for peer, notice in notices:
+            log.info("media timeout: told %s:%d", *peer)
+            if self._control is not None:
+                self._control.sendto(notice, peer)
         adapter = self.plane.counters()
         stun = self.stun_counters
         self.metrics.snapshot = Snapshot(
@@ -104,6 +107,7 @@ class Relay:
         control, _ = await loop.create_datagram_endpoint(
             lambda: ControlPort(self), local_addr=self.config.ng
         )
+        self._control = control
         self._closers.append(control.close)
         if self.config.stun is not None:
             datagram, stream = await start_stun(*self.config.stun, self.stun_counters)

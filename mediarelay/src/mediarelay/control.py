@@ -43,6 +43,7 @@ from contracts.ng.control import (
     parse_request,
     reply_datagram,
 )
+from contracts.ng.notice import TIMEOUT, Notice, notice_datagram
 from contracts.ng.replycache import CacheKey, ReplyCache
 from contracts.sdp import (
     MediaAnchor,
@@ -86,6 +87,9 @@ class Controller:
         self.cache = cache or ReplyCache()
         #: Per call: (created, last signal) as wall-clock seconds, for ``query``.
         self._times: dict[str, tuple[float, float]] = {}
+        #: Per call: the ng client that last negotiated it, told when the relay ends it.
+        self._peers: dict[str, Address] = {}
+        self._notices = 0
 
     def handle(self, datagram: bytes, source: Address, now: float, wall: float) -> Handled:
         """The reply to one request datagram from ``source`` (``now`` monotonic)."""
@@ -100,16 +104,26 @@ class Controller:
         if cached is not None:
             return Handled(cached)
         reply, opened, closed = self._run(request.command, now, wall)
+        command = request.command
+        if isinstance(command, Offer | Answer) and self.sessions.get(command.call_id):
+            self._peers[command.call_id] = source
         data = reply_datagram(request.cookie, reply)
         self.cache.put(key, data, now)
         return Handled(data, opened, closed)
 
-    def reap(self, now: float) -> tuple[list[Session], tuple[int, ...]]:
-        """End the calls idle past their timeout: them, and the ports to close."""
+    def reap(self, now: float) -> tuple[list[tuple[Address, bytes]], tuple[int, ...]]:
+        """End the calls idle past their timeout: a timeout notice for the client that
+        negotiated each one (:mod:`contracts.ng.notice`), and the ports to close."""
         ended = self.sessions.reap(now)
+        notices = []
         for session in ended:
             self._times.pop(session.call_id, None)
-        return ended, tuple(port for session in ended for port in _ports(session))
+            peer = self._peers.pop(session.call_id, None)
+            if peer is not None:
+                self._notices += 1
+                notice = Notice(TIMEOUT, session.call_id)
+                notices.append((peer, notice_datagram(b"n%d" % self._notices, notice)))
+        return notices, tuple(port for session in ended for port in _ports(session))
 
     def _run(
         self, command: Ping | Offer | Answer | Delete | Query, now: float, wall: float
@@ -154,6 +168,7 @@ class Controller:
     def _delete(self, command: Delete) -> tuple[Reply, tuple[int, ...], tuple[int, ...]]:
         session = self.sessions.delete(command.call_id)
         self._times.pop(command.call_id, None)
+        self._peers.pop(command.call_id, None)
         if session is None:
             reason = f"Unknown call-id {command.call_id!r}"
             return (Reply.error(reason) if command.fatal else Reply.ok(warning=reason)), (), ()
