@@ -1,7 +1,8 @@
 """The edge's configuration: where it listens, what it advertises, which stores it uses.
 
 One frozen value built once at start-up (from the command line, or by ``cloudpbx
-dev``) and passed down; nothing reads a global. Addresses the edge *binds* and the
+dev``) and passed down; nothing reads a global. The media relays the edge anchors calls
+on are listed here too (none: media is never anchored). Addresses the edge *binds* and the
 address it *advertises* in Via, Contact and Record-Route are separate settings: a pod
 binds 0.0.0.0 and advertises its Service's address.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from sipedge.media import RelayAddress
 from sipedge.sip.transaction import TimerConfig
 
 
@@ -68,6 +70,15 @@ class EdgeConfig:
     drain_s: float = 5.0
     timers: TimerConfig = field(default_factory=TimerConfig)
     user_agent: str = "cloudpbx-edge"
+    #: Media relays (ng control addresses). None: no call's media is anchored, whatever
+    #: its tenant's ``media.anchor`` says.
+    relays: tuple[RelayAddress, ...] = ()
+    #: An ng command is sent up to ``relay_tries`` times, ``relay_timeout_s`` apart, as
+    #: Kamailio's rtpengine module does (``rtpengine_retr``, ``rtpengine_tout_ms``).
+    relay_timeout_s: float = 1.0
+    relay_tries: int = 5
+    #: Seconds between health pings to every relay (a down relay is skipped).
+    relay_ping_interval_s: float = 10.0
 
     def __reduce__(self) -> tuple[type[EdgeConfig], tuple[object, ...]]:
         """Rebuilt through __init__ when unpickled (see :meth:`Listen.__reduce__`)."""
