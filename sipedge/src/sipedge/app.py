@@ -2,6 +2,8 @@
 
 The composition root. ``redis_url`` set: bindings and calls live in Redis, shared with
 every other edge process; unset: in this process's memory (``cloudpbx dev``).
+``relays`` set: calls of tenants with ``media.anchor`` are anchored on those media
+relays (one ng socket per process, health pings); unset: media is never anchored.
 Housekeeping refreshes the gauges and, on worker 0, sends keep-alive OPTIONS to NATed
 UDP bindings so their pinholes stay open.
 """
@@ -20,7 +22,9 @@ from sipedge.adapters.memory_location import MemoryLocationStore
 from sipedge.adapters.redis_dialogs import RedisDialogStore
 from sipedge.adapters.redis_location import RedisLocationStore
 from sipedge.adapters.redis_pipe import RedisPipe
+from sipedge.adapters.relay import MediaRelays, Retransmission
 from sipedge.calls import CallControl
+from sipedge.calls.anchor import Anchor
 from sipedge.config import EdgeConfig
 from sipedge.dialogs import DialogStore, MemoryDialogStore
 from sipedge.edge import Edge
@@ -64,7 +68,9 @@ class EdgeProcess:
             location, dialogs = MemoryLocationStore(), MemoryDialogStore()
         self.location, self.dialogs = location, dialogs
         self.edge = Edge(config, self.metrics, worker)
-        self.calls = CallControl(self.edge, location, dialogs)
+        self.relays = _relays(config)
+        anchor = Anchor(self.relays) if self.relays is not None else None
+        self.calls = CallControl(self.edge, location, dialogs, anchor)
         self.ua = UserAgent(self.edge, self.tenants, location, self.calls)
         self.edge.tu = self.ua
         self._housekeeping: list[asyncio.Task[None]] = []
@@ -73,6 +79,8 @@ class EdgeProcess:
         if self.config.metrics_port is not None:
             self.metrics.serve(self.config.metrics_port + self.worker)
         await self.edge.start()
+        if self.relays is not None:
+            await self.relays.start()
         self._housekeeping.append(asyncio.create_task(self._gauges()))
         if self.worker == 0:
             self._housekeeping.append(asyncio.create_task(self._keepalives()))
@@ -81,6 +89,8 @@ class EdgeProcess:
             self.worker,
             ", ".join(str(listen) for listen in self.config.listens),
         )
+        if self.worker == 0:
+            _log_media(self.config)
 
     async def stop(self) -> None:
         self.edge.accepting = False
@@ -88,6 +98,8 @@ class EdgeProcess:
             task.cancel()
         await self.ua.drain()
         await self.edge.stop()
+        if self.relays is not None:
+            await self.relays.stop()
         if self.pipe is not None:
             await self.pipe.close()
         if self.redis is not None:
@@ -132,6 +144,24 @@ class EdgeProcess:
             ],
         )
         self.edge.request(options, Peer(source.transport, source.ip, source.port), lambda e: None)
+
+
+def _relays(config: EdgeConfig) -> MediaRelays | None:
+    if not config.relays:
+        return None
+    retransmission = Retransmission(config.relay_timeout_s, config.relay_tries)
+    return MediaRelays(config.relays, retransmission, config.relay_ping_interval_s)
+
+
+def _log_media(config: EdgeConfig) -> None:
+    """Say once, at start-up, whether calls' media will be anchored."""
+    if config.relays:
+        log.info(
+            "anchoring media on %s (tenants with media.anchor)",
+            ", ".join(str(relay) for relay in config.relays),
+        )
+    else:
+        log.info("no media relay configured: media is not anchored, whatever tenants say")
 
 
 def settle_heap() -> None:

@@ -27,6 +27,7 @@ from typing import cast
 from sipedge import logs
 from sipedge.app import serve
 from sipedge.config import EdgeConfig, Listen
+from sipedge.media import RelayAddress
 from sipedge.tenants import demo_manifests, load_manifest_folder
 
 log = logging.getLogger("sipedge.cli")
@@ -46,6 +47,23 @@ def _parser() -> argparse.ArgumentParser:
         help="udp:HOST:PORT or tcp:HOST:PORT (repeatable; IPv6 as [::1])",
     )
     run.add_argument("--manifests", type=Path, required=True, help="folder of Tenant YAML")
+    run.add_argument(
+        "--relay",
+        action="append",
+        type=RelayAddress.parse,
+        default=[],
+        help="a media relay's ng control address HOST:PORT (repeatable; none: no anchoring)",
+    )
+    run.add_argument(
+        "--relay-timeout",
+        type=float,
+        default=1.0,
+        help="seconds to wait for an ng reply before sending the command again",
+    )
+    run.add_argument("--relay-tries", type=int, default=5, help="sends of an ng command")
+    run.add_argument(
+        "--relay-ping-interval", type=float, default=10.0, help="seconds between relay pings"
+    )
     _common(run)
     dev = commands.add_parser("dev", help="run on embedded defaults with the demo tenant")
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -104,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_port=args.metrics_port,
         digest_algorithms=tuple(a.strip() for a in args.digest_algorithms.split(",")),
         keepalive_interval_s=args.keepalive_interval,
+        relays=tuple(args.relay),
+        relay_timeout_s=args.relay_timeout,
+        relay_tries=args.relay_tries,
+        relay_ping_interval_s=args.relay_ping_interval,
         **({"nonce_secret": secret} if secret else {}),
     )
     load_manifest_folder(config.manifests)  # fail fast, with the file and field named

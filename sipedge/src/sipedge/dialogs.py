@@ -55,6 +55,9 @@ class Call:
     #: RFC 4028: the negotiated session interval (0: no session timer) and the deadline.
     session_interval_s: int = 0
     session_expires_at: float = 0.0
+    #: The media relay (``HOST:PORT`` of its ng control) anchoring the call's media under
+    #: the A-leg Call-ID; empty: the media flows between the phones.
+    relay: str = ""
 
     def leg_of(self, call_id: str) -> tuple[Leg, Leg] | None:
         """(this leg, the other leg) for a request in dialog ``call_id``."""
@@ -69,16 +72,17 @@ class Call:
 
     def to_json(self) -> str:
         """The stored form: compact JSON, keys sorted (what every edge process reads)."""
-        return _JSON.encode(
-            {
-                "a": _leg_fields(self.a),
-                "answered_at": self.answered_at,
-                "b": _leg_fields(self.b),
-                "session_expires_at": self.session_expires_at,
-                "session_interval_s": self.session_interval_s,
-                "tenant": self.tenant,
-            }
-        )
+        fields = {
+            "a": _leg_fields(self.a),
+            "answered_at": self.answered_at,
+            "b": _leg_fields(self.b),
+            "session_expires_at": self.session_expires_at,
+            "session_interval_s": self.session_interval_s,
+            "tenant": self.tenant,
+        }
+        if self.relay:  # only anchored calls carry it: unanchored records stay as they were
+            fields["relay"] = self.relay
+        return _JSON.encode(fields)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Call:

@@ -122,3 +122,12 @@ def relayed_response(
         response.headers.add("Contact", contact)
     copy_end_to_end(b_response, response)
     return response
+
+
+def unavailable(request: Request, to_tag: str | None, host: str, why: str) -> Response:
+    """503 for a request we cannot serve for want of media (issue 4: never a call without
+    audio), saying why in a Warning (RFC 3261 §20.43: code 399, "miscellaneous")."""
+    response = make_response(request, 503, "Service Unavailable", to_tag=to_tag)
+    text = why.replace("\\", "\\\\").replace('"', '\\"')
+    response.headers.add("Warning", f'399 {host} "media relay: {text}"')
+    return response

@@ -2,6 +2,9 @@
 
 Set-up state lives in this process while the INVITE transaction runs (the A-leg
 server transaction is here anyway); an answered call goes to the dialog store.
+With media relays configured and the tenant's ``media.anchor`` on, every offer and
+answer passes a relay first (:mod:`.anchor`); a relay that refuses or is silent gets
+the caller a 503 and no B leg. Without either, no ng work and no SDP look-up is done.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from functools import partial
 from typing import Any
 
 from contracts.snapshot import Extension, TenantSnapshot
+from sipedge.adapters.relay import RelayError
 from sipedge.adapters.transport import Inbound
+from sipedge.calls.anchor import Anchor, has_sdp
 from sipedge.calls.build import (
     Identity,
     ack_for_2xx,
@@ -24,16 +29,20 @@ from sipedge.calls.build import (
     copy_end_to_end,
     in_dialog_request,
     relayed_response,
+    unavailable,
 )
 from sipedge.dialogs import Call, DialogStore, Leg
 from sipedge.edge import ClientEvent, ClientHandler, Edge
 from sipedge.location import Binding, LocationStore
+from sipedge.media import RelayAddress
 from sipedge.sip.message import Request, Response, make_response
 from sipedge.sip.transaction import CancelReceived, ClientKey, Peer, TimedOut, TransactionKey
 from sipedge.sip.uri import SipUri
 
 log = logging.getLogger("sipedge.calls")
 
+#: In-dialog requests that may carry a new offer (RFC 3264 §8, RFC 3311).
+_OFFERS = ("INVITE", "UPDATE")
 #: RFC 3261 §16.7 step 6: the order in which failures are preferred for the caller.
 _FAILURE_PREFERENCE = (486, 600, 603, 404, 604, 488, 606, 415, 480, 408, 503, 500)
 
@@ -80,15 +89,27 @@ class Setup:
     answered: bool = False
     finished: bool = False
     ring_timer: asyncio.TimerHandle | None = None
+    #: The relay anchoring the media, once it took the offer; None: not anchored.
+    relay: RelayAddress | None = None
+    #: Orders the callee's answers (18x, then 2xx) through the relay.
+    media_lock: asyncio.Lock | None = None
 
 
 class CallControl:
     """Sets up calls and routes in-dialog requests; one per edge process."""
 
-    def __init__(self, edge: Edge, location: LocationStore, dialogs: DialogStore) -> None:
+    def __init__(
+        self,
+        edge: Edge,
+        location: LocationStore,
+        dialogs: DialogStore,
+        anchor: Anchor | None = None,
+    ) -> None:
         self.edge = edge
         self.location = location
         self.dialogs = dialogs
+        #: None: no relay configured, so no call is anchored.
+        self.anchor = anchor
         self._setups: dict[TransactionKey, Setup] = {}
         self._retransmits: dict[str, asyncio.TimerHandle] = {}
         self._contacts: dict[tuple[str, str], str] = {}
@@ -154,6 +175,11 @@ class CallControl:
             aor,
         )
         self._setups[key] = setup
+        sdp: bytes | None = None
+        if self.anchor is not None and tenant.media.anchor and has_sdp(invite):
+            sdp = await self._anchor_offer(self.anchor, setup)
+            if sdp is None:
+                return
         shown = f'"{caller.display_name}" ' if caller.display_name else ""
         from_value = f"{shown}<{setup.b_local_uri}>;tag={setup.b_from_tag}"
         to_value = f"<{aor}>"
@@ -168,6 +194,8 @@ class CallControl:
                 max_forwards=max_forwards,
                 me=self.identity(tenant.name, binding.source.transport),
             )
+            if sdp is not None:
+                fork_invite.body = sdp
             destination = Peer(binding.source.transport, binding.source.ip, binding.source.port)
             fork = Fork(fork_invite, destination)
             setup.forks.append(fork)
@@ -176,6 +204,43 @@ class CallControl:
             )
         loop = asyncio.get_running_loop()
         setup.ring_timer = loop.call_later(tenant.limits.ring_timeout_s, self._ring_timeout, setup)
+
+    async def _anchor_offer(self, anchor: Anchor, setup: Setup) -> bytes | None:
+        """The caller's offer (RFC 3264 §5) through a relay: the SDP for the callee. None
+        when the call cannot go on: the relay refused or was silent (503 to the caller:
+        never a call without audio), or the caller cancelled meanwhile."""
+        invite = setup.a_invite
+        setup.media_lock = asyncio.Lock()
+        try:
+            setup.relay, sdp = await anchor.offer(
+                invite.call_id, invite.from_.tag or "", invite.body
+            )
+        except RelayError as err:
+            log.warning("media not anchored: %s", err.reason, extra=_fields(setup))
+            if not setup.finished:
+                self._unavailable(setup, err.reason)
+            return None
+        if setup.finished:  # CANCELled while the relay answered
+            self._release_setup(setup)
+            return None
+        return sdp
+
+    def _unavailable(self, setup: Setup, why: str) -> None:
+        setup.finished = True
+        self._stop_ringing(setup)
+        host = self.edge.config.advertised_host
+        self.edge.respond(setup.a_key, unavailable(setup.a_invite, setup.a_tag, host, why))
+        self._end_setup(setup, "failed")
+
+    def _release_setup(self, setup: Setup) -> None:
+        """Delete a call that never got answered from its relay."""
+        if setup.relay is not None and self.anchor is not None:
+            self._spawn(self.anchor.delete(setup.relay, setup.a_invite.call_id))
+
+    def _release(self, call: Call) -> None:
+        """Delete an ended call from its relay (BYE, session timer, no ACK)."""
+        if call.relay and self.anchor is not None:
+            self._spawn(self.anchor.delete(RelayAddress.parse(call.relay), call.a.call_id))
 
     def _is_us(self, binding: Binding) -> bool:
         return any(
@@ -219,7 +284,36 @@ class CallControl:
             return
         contact = self.contact(setup.tenant.name)
         relayed = relayed_response(setup.a_invite, response, setup.a_tag, contact)
+        if setup.relay is not None and has_sdp(response):
+            self._spawn(self._early_answer(setup, response, relayed))
+            return
         self.edge.respond(setup.a_key, relayed)
+
+    async def _early_answer(self, setup: Setup, response: Response, relayed: Response) -> None:
+        """An 18x with SDP (early media, RFC 3261 §13.2.1): its answer through the relay
+        first. If the relay fails, the 18x is not passed on (its SDP would bypass it)."""
+        try:
+            relayed.body = await self._anchor_answer(setup, response)
+        except RelayError as err:
+            log.warning("early media not anchored: %s", err.reason, extra=_fields(setup))
+            return
+        if not setup.finished:
+            self.edge.respond(setup.a_key, relayed)
+
+    async def _anchor_answer(self, setup: Setup, response: Response) -> bytes:
+        """The callee's answer (RFC 3264 §6) through the relay, in the order it came."""
+        assert self.anchor is not None
+        assert setup.relay is not None
+        assert setup.media_lock is not None
+        invite = setup.a_invite
+        async with setup.media_lock:
+            return await self.anchor.answer(
+                setup.relay,
+                invite.call_id,
+                invite.from_.tag or "",
+                response.to.tag or "",
+                response.body,
+            )
 
     def _b_answered(self, setup: Setup, fork: Fork, response: Response) -> None:
         template = _leg_template(setup, fork)
@@ -242,18 +336,34 @@ class CallControl:
         call = _with_session_timer(
             Call(setup.tenant.name, self._a_leg(setup), b_leg, now), response, now
         )
+        if setup.relay is not None:
+            call = replace(call, relay=str(setup.relay))
         self._end_setup(setup, "answered")
         log.info("call answered", extra=_fields(setup, status=response.status))
-        self._spawn(self._store_and_answer(setup, call, answer))
+        self._spawn(self._store_and_answer(setup, call, answer, response))
 
-    async def _store_and_answer(self, setup: Setup, call: Call, answer: Response) -> None:
+    async def _store_and_answer(
+        self, setup: Setup, call: Call, answer: Response, response: Response
+    ) -> None:
         """Store the call, then pass the 2xx on: the caller's BYE or re-INVITE may reach
-        any edge process the moment it has the 2xx, so the dialog must be there first."""
+        any edge process the moment it has the 2xx, so the dialog must be there first.
+        An anchored call's answer goes through the relay before anything else: if the
+        relay fails, the call is hung up rather than connected without audio."""
+        if setup.relay is not None and has_sdp(response):
+            try:
+                answer.body = await self._anchor_answer(setup, response)
+            except RelayError as err:
+                log.warning("answer not anchored, hanging up: %s", err.reason, extra=_fields(setup))
+                self._send_bye(call.b, call.tenant)
+                self._release_setup(setup)
+                self._unavailable(setup, err.reason)
+                return
         try:
             await self.dialogs.put(call, self.edge.wall())
         except Exception:
             log.exception("could not store the call: hanging up", extra=_fields(setup))
             self._send_bye(call.b, call.tenant)
+            self._release_setup(setup)
             self._reply(setup.a_key, setup.a_invite, 500, "Server Internal Error", setup.a_tag)
             return
         self.edge.respond(setup.a_key, answer)
@@ -319,6 +429,7 @@ class CallControl:
         self._reply(
             setup.a_key, setup.a_invite, status, reasons.get(status, "Call Failed"), setup.a_tag
         )
+        self._release_setup(setup)
         self._end_setup(setup, "failed" if status != 487 else "cancelled")
 
     def _ring_timeout(self, setup: Setup) -> None:
@@ -430,6 +541,7 @@ class CallControl:
         if await self.dialogs.delete(call):
             self._send_bye(call.a, call.tenant)
             self._send_bye(call.b, call.tenant)
+            self._release(call)
             self.edge.metrics.calls.labels(call.tenant, "ended").inc()
 
     # -- in-dialog requests ----------------------------------------------------------------------
@@ -455,6 +567,9 @@ class CallControl:
             request.method, other, other.local_cseq, self.identity(call.tenant, other.transport)
         )
         copy_end_to_end(request, forwarded)
+        offers = call.relay and request.method in _OFFERS and has_sdp(request)
+        if offers and not await self._reoffer(call, request, key, forwarded):
+            return
         self.edge.request(
             forwarded,
             Peer(other.transport, other.host, other.port),
@@ -481,7 +596,37 @@ class CallControl:
             extra={"call_id": request.call_id, "tenant": tenant, "other_call_id": other.call_id},
         )
         self._send_bye(other, tenant)
+        self._release(call)
         self.edge.metrics.calls.labels(tenant, "ended").inc()
+
+    async def _reoffer(
+        self, call: Call, request: Request, key: TransactionKey, forwarded: Request
+    ) -> bool:
+        """A re-INVITE's or UPDATE's offer (RFC 3264 §8: hold, resume, a new codec) through
+        the call's relay, from-tag the sender's; False (503 sent) if the relay failed."""
+        if self.anchor is None:
+            return True  # anchored by an edge with relays; this one has none: pass it on
+        try:
+            forwarded.body = await self.anchor.reoffer(call, request.call_id, request.body)
+        except RelayError as err:
+            log.warning("re-offer not anchored call-id=%s: %s", request.call_id, err.reason)
+            host = self.edge.config.advertised_host
+            self.edge.respond(key, unavailable(request, request.to.tag, host, err.reason))
+            return False
+        return True
+
+    async def _reanswer(
+        self, call: Call, request: Request, key: TransactionKey, relayed: Response
+    ) -> None:
+        """The answer to an in-dialog offer through the relay, then on to the offerer."""
+        assert self.anchor is not None
+        try:
+            relayed.body = await self.anchor.reanswer(call, request.call_id, relayed.body)
+        except RelayError as err:
+            log.warning("re-answer not anchored call-id=%s: %s", request.call_id, err.reason)
+            host = self.edge.config.advertised_host
+            relayed = unavailable(request, request.to.tag, host, err.reason)
+        self.edge.respond(key, relayed)
 
     def _relay_back(
         self, call: Call, request: Request, key: TransactionKey, other: Leg, event: ClientEvent
@@ -500,7 +645,17 @@ class CallControl:
         if request.method == "INVITE" and 200 <= event.status < 300:
             self._send_ack(other, other.local_cseq, call.tenant)
         contact = self.contact(call.tenant)
-        self.edge.respond(key, relayed_response(request, event, request.to.tag or "", contact))
+        relayed = relayed_response(request, event, request.to.tag or "", contact)
+        if (
+            call.relay
+            and self.anchor is not None
+            and request.method in _OFFERS
+            and has_sdp(event)
+            and has_sdp(request)
+        ):
+            self._spawn(self._reanswer(call, request, key, relayed))
+        else:
+            self.edge.respond(key, relayed)
         if request.method in ("INVITE", "UPDATE") and 200 <= event.status < 300:
             refreshed = _with_session_timer(call, event, self.edge.wall())
             self._spawn(self.dialogs.put(refreshed, self.edge.wall()))
