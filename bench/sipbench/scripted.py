@@ -95,12 +95,14 @@ class ScriptedPhone:
         request.headers.add(reply, credentials.to_header_value())
         return request
 
-    def invite(self, edge_port: int, callee: str, *, max_forwards: int = 70) -> Request:
+    def invite(
+        self, edge_port: int, callee: str, *, max_forwards: int = 70, body: bytes = SDP
+    ) -> Request:
         """Call ``callee`` as a phone does: INVITE, the edge's 407, its ACK, then the
-        INVITE with credentials (CSeq 2), which is returned as sent."""
+        INVITE with credentials (CSeq 2), which is returned as sent. ``body``: the offer."""
         call_id = secrets.token_hex(8)
         to = f"<sip:{callee}@{self.domain}>"
-        first = self.request("INVITE", f"sip:{callee}@{self.domain}", to, call_id, 1, body=SDP)
+        first = self.request("INVITE", f"sip:{callee}@{self.domain}", to, call_id, 1, body=body)
         first.headers.set("Max-Forwards", str(max_forwards))
         self.send(first, edge_port)
         challenge = self.final()
@@ -109,7 +111,7 @@ class ScriptedPhone:
         ack = self.request("ACK", first.uri_text, challenge.headers.get("To") or to, call_id, 1)
         ack.headers.set("Via", first.headers.get("Via") or "")
         self.send(ack, edge_port)
-        second = self.request("INVITE", first.uri_text, to, call_id, 2, body=SDP)
+        second = self.request("INVITE", first.uri_text, to, call_id, 2, body=body)
         second.headers.set("Max-Forwards", str(max_forwards))
         self.send(self.with_auth(second, challenge), edge_port)
         return second
