@@ -14,6 +14,7 @@ from sipedge.calls.build import (
     cancel_for,
     in_dialog_request,
     relayed_response,
+    unavailable,
 )
 from sipedge.dialogs import Leg
 from sipedge.sip.framing import parse_datagram
@@ -113,3 +114,15 @@ def test_relayed_response(status: int, reason: str, has_contact: bool) -> None:
     assert relayed.to.tag == "edge-a"
     assert relayed.headers.lines("Contact") == ([ME.contact] if has_contact else [])
     assert relayed.headers.lines("Supported") == ["timer"]
+
+
+def test_unavailable_names_the_relays_fault_in_a_warning() -> None:
+    """RFC 3261 §20.43: warn-code 399, our host, the text as a quoted-string."""
+    a_invite = parsed(A_INVITE)
+    assert isinstance(a_invite, Request)
+    response = unavailable(a_invite, "edge-a", "192.0.2.1", 'offer refused: "no ports"')
+    assert (response.status, response.reason) == (503, "Service Unavailable")
+    assert response.to.tag == "edge-a"
+    assert response.headers.lines("Warning") == [
+        '399 192.0.2.1 "media relay: offer refused: \\"no ports\\""'
+    ]

@@ -289,3 +289,11 @@ async def test_a_call_the_store_forgot_is_still_taken(
     for call in calls:
         assert await store.take(tenant, call.b.call_id) == call
     assert await store.count(tenant) == 0
+
+
+def test_an_anchored_call_carries_its_relay_and_others_do_not() -> None:
+    """The relay is written only for anchored calls: other records keep the golden text."""
+    anchored = replace(a_call(), relay="10.0.0.7:2223")
+    assert '"relay":"10.0.0.7:2223"' in anchored.to_json()
+    assert Call.from_json(anchored.to_json()) == anchored
+    assert '"relay"' not in a_call().to_json()

@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=DEFAULT_PORT)
     dev.add_argument("--manifests", type=Path, default=None, help="folder of Tenant YAML")
     dev.add_argument("--metrics-port", type=int, default=9060)
+    dev.add_argument(
+        "--relay",
+        action="append",
+        type=RelayAddress.parse,
+        default=[],
+        help="anchor media on this relay's ng address HOST:PORT (repeatable; default: none)",
+    )
     dev.add_argument("--log-level", default="info")
     return parser
 
@@ -220,6 +227,7 @@ def _dev(args: argparse.Namespace) -> int:
         listens=(Listen("UDP", args.host, args.port), Listen("TCP", args.host, args.port)),
         manifests=folder,
         metrics_port=args.metrics_port,
+        relays=tuple(args.relay),
     )
     print(_banner(config, [t.name for t in tenants], folder), flush=True)
     return _run_workers(config)
@@ -232,6 +240,8 @@ def _banner(config: EdgeConfig, tenants: list[str], folder: Path) -> str:
         f"  SIP server / registrar / outbound proxy: {listen.host}:{listen.port} (UDP and TCP)",
         f"  tenants from {folder}: {', '.join(tenants)}",
         f"  metrics: http://127.0.0.1:{config.metrics_port}/metrics",
+        "  media relays: "
+        + (", ".join(str(r) for r in config.relays) or "none (media flows phone to phone)"),
     ]
     lines += _demo_accounts(folder)
     lines.append("Stop with Ctrl-C.")
