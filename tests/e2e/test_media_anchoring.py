@@ -113,7 +113,7 @@ def our_relay(tmp_path: Path) -> Iterator[Relay]:
 
 
 def relay_args(ng: int) -> list[str]:
-    return ["--relay", f"127.0.0.1:{ng}", "--relay-timeout", "0.2", "--relay-tries", "3"]
+    return ["--relay", f"127.0.0.1:{ng}", "--relay-timeout", "0.5", "--relay-tries", "3"]
 
 
 # --- phones with an RTP socket ------------------------------------------------------------
@@ -144,6 +144,17 @@ class RtpPort:
             except TimeoutError:
                 return count
             count += struct.unpack("!I", data[8:12])[0] == ssrc
+
+    def drain(self, quiet_s: float = 0.3) -> None:
+        """Read whatever is still in flight until ``quiet_s`` pass without a packet."""
+        self.sock.settimeout(quiet_s)
+        try:
+            while True:
+                self.sock.recv(2048)
+        except TimeoutError:
+            pass
+        finally:
+            self.sock.settimeout(0.02)
 
     def close(self) -> None:
         self.sock.close()
@@ -250,6 +261,8 @@ def test_call_media_flows_through_the_relay_and_bye_deletes_it(
         hang_up(call, answer, edge)
         relay.wait_gone(call.call_id)
         if relay.kind == "cloudpbx":  # the relay's ports forward nothing any more
+            call.caller_rtp.drain()
+            call.callee_rtp.drain()
             assert exchange_rtp(call.caller_rtp, to_callee_leg, call.callee_rtp, to_caller_leg) == (
                 0,
                 0,

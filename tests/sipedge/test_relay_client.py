@@ -171,7 +171,7 @@ async def test_no_relay_answering_raises_unanswered(fakes: Start) -> None:
 
 @pytest.mark.asyncio
 async def test_pings_mark_relays_down_and_up_again(fakes: Start) -> None:
-    relay = await fakes(FakeRelay(rewriting, drop=1))
+    relay = await fakes(FakeRelay(rewriting, drop=FAST.tries))
     client = await client_for(relay)
     try:
         await client.ping_all()

@@ -109,9 +109,7 @@ class NgClient:
         if self._transport is not None:
             self._transport.close()
 
-    async def send(
-        self, address: tuple[str, int], command: Command, tries: int | None = None
-    ) -> Reply:
+    async def send(self, address: tuple[str, int], command: Command) -> Reply:
         """``command`` to ``address``; its reply. Raises :class:`RelayRefused` on an
         error reply, :class:`RelayUnanswered` when none comes."""
         if self._transport is None:
@@ -121,7 +119,7 @@ class NgClient:
         waiter = asyncio.get_running_loop().create_future()
         self._protocol.pending[cookie] = waiter
         try:
-            data = await self._exchange(datagram, address, waiter, tries)
+            data = await self._exchange(datagram, address, waiter)
         finally:
             self._protocol.pending.pop(cookie, None)
         try:
@@ -137,16 +135,15 @@ class NgClient:
         datagram: bytes,
         address: tuple[str, int],
         waiter: asyncio.Future[bytes],
-        tries: int | None,
     ) -> bytes:
         assert self._transport is not None
         retransmission = self.retransmission
-        for _ in range(tries or retransmission.tries):
+        for _ in range(retransmission.tries):
             self._transport.sendto(datagram, address)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(retransmission.timeout_s):
                     return await asyncio.shield(waiter)
-        seconds = (tries or retransmission.tries) * retransmission.timeout_s
+        seconds = retransmission.tries * retransmission.timeout_s
         raise RelayUnanswered(f"no reply from the media relay in {seconds:g} s")
 
 
@@ -202,9 +199,9 @@ class MediaRelays:
     async def delete(self, relay: RelayAddress, call_id: str) -> None:
         await self.send(relay, Delete(call_id=call_id))
 
-    async def send(self, relay: RelayAddress, command: Command, tries: int | None = None) -> Reply:
+    async def send(self, relay: RelayAddress, command: Command) -> Reply:
         address = self._resolved.get(relay) or await self._resolve(relay)
-        return await self.client.send(address, command, tries)
+        return await self.client.send(address, command)
 
     async def _resolve(self, relay: RelayAddress) -> tuple[str, int]:
         """A relay's socket address; names (a Kubernetes Service) are looked up off-loop."""
@@ -231,10 +228,11 @@ class MediaRelays:
             await asyncio.sleep(self.ping_interval_s)
 
     async def ping_all(self) -> None:
-        """Ping every relay once (one try each) and mark it up or down."""
+        """Ping every relay at once and mark it up or down; a ping is retransmitted as any
+        command, so one lost datagram does not take a relay out."""
         relays = self.pool.relays
         outcomes = await asyncio.gather(
-            *(self.send(relay, Ping(), tries=1) for relay in relays), return_exceptions=True
+            *(self.send(relay, Ping()) for relay in relays), return_exceptions=True
         )
         for relay, outcome in zip(relays, outcomes, strict=True):
             if isinstance(outcome, Reply) and outcome.result is Result.PONG:
