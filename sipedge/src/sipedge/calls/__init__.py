@@ -6,7 +6,8 @@ relays provisional responses and early media, lets the first 2xx win and CANCELs
 rest, and maps failures to one answer. Once answered, the call is stored in the dialog
 store before the caller gets the 2xx, so that any edge process can route its in-dialog
 requests: BYE from either side, re-INVITE and UPDATE (hold, resume, session refresh)
-passed through. The messages themselves are written by :mod:`.build`.
+passed through. The messages themselves are written by :mod:`.build`; with media
+relays configured, :mod:`.anchor` puts each offer and answer (RFC 3264) through one.
 """
 
 from __future__ import annotations
