@@ -83,7 +83,7 @@ class Relay:
 
 
 @contextmanager
-def running_relay(kind: str, tmp_path: Path) -> Iterator[Relay]:
+def running_relay(kind: str, tmp_path: Path, *extra: str) -> Iterator[Relay]:
     if kind == "rtpengine" and shutil.which("rtpengine") is None:
         pytest.fail("rtpengine-daemon is not installed: ./pbx test installs it")
     low, high = PORTS[kind]
@@ -91,7 +91,7 @@ def running_relay(kind: str, tmp_path: Path) -> Iterator[Relay]:
     ng = free_port()
     client = NgClient(("127.0.0.1", ng))
     try:
-        command = template.format(ng=ng, low=low, high=high, workdir=tmp_path)
+        command = " ".join((template.format(ng=ng, low=low, high=high, workdir=tmp_path), *extra))
         with relay_process(command, tmp_path / f"{kind}.log") as process:
             client.wait_ready(10.0)
             yield Relay(kind, ng, client)
@@ -327,6 +327,23 @@ def test_cancel_deletes_the_relay_call(edge_factory: EdgeFactory, our_relay: Rel
         statuses = {call.caller.final().status, call.caller.final().status}
         assert statuses == {200, 487}
         our_relay.wait_gone(call.call_id)
+
+
+def test_a_call_without_media_is_ended_when_the_relay_times_it_out(
+    edge_factory: EdgeFactory, tmp_path: Path
+) -> None:
+    """A phone gone without a BYE: no media, so the relay ends the call after its idle
+    timeout and tells the edge (contracts.ng.notice), which hangs up both legs."""
+    with running_relay("cloudpbx", tmp_path, "--idle-timeout", "1") as relay:
+        edge = edge_factory(extra_args=relay_args(relay.ng))
+        with phones(edge) as call:
+            answer_call(call, edge)
+            assert relay.has_call(call.call_id)
+            # No RTP at all: within a couple of seconds both phones get a BYE.
+            for phone in (call.caller, call.callee):
+                bye = phone.receive_request("BYE")
+                phone.answer(bye, 200, "OK", edge.port)
+            assert not relay.has_call(call.call_id)
 
 
 @pytest.mark.parametrize("fault", ["silent", "full"])

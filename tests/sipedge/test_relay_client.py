@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from contracts.ng.control import Command, Offer, Ping, Reply, parse_request, reply_datagram
+from contracts.ng.notice import TIMEOUT, Notice, notice_datagram
 from sipedge.adapters.relay import MediaRelays, RelayRefused, RelayUnanswered, Retransmission
 from sipedge.media import RelayAddress
 
@@ -29,6 +30,7 @@ class FakeRelay(asyncio.DatagramProtocol):
     def __init__(self, script: Callable[[Command], Reply | None], drop: int = 0) -> None:
         self.script, self.drop = script, drop
         self.datagrams: list[bytes] = []
+        self.last_source: tuple[str | int, ...] = ()
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -36,6 +38,7 @@ class FakeRelay(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self.datagrams.append(data)
+        self.last_source = addr
         if len(self.datagrams) <= self.drop:
             return
         request = parse_request(data)
@@ -180,3 +183,26 @@ async def test_pings_mark_relays_down_and_up_again(fakes: Start) -> None:
         assert client.pool.is_up(relay.address)
     finally:
         client.client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_notice_from_a_relay_reaches_the_handler_and_a_stray_reply_does_not(
+    fakes: Start,
+) -> None:
+    relay = await fakes(FakeRelay(rewriting))
+    client = await client_for(relay)
+    notices: list[Notice] = []
+    client.on_notice(notices.append)
+    try:
+        await client.offer(Offer(call_id="c9", from_tag="a", sdp=SDP))  # learn our address
+        assert relay.transport is not None
+        ours = relay.last_source
+        relay.transport.sendto(reply_datagram(b"nobody_1", Reply.pong()), ours)  # stray
+        relay.transport.sendto(notice_datagram(b"n1", Notice(TIMEOUT, "c9")), ours)
+        for _ in range(100):
+            if notices:
+                break
+            await asyncio.sleep(0.01)
+        assert notices == [Notice(TIMEOUT, "c9")]
+    finally:
+        await client.stop()

@@ -24,7 +24,7 @@ import itertools
 import logging
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from contracts.ng.control import (
@@ -40,6 +40,7 @@ from contracts.ng.control import (
     expect_reply,
     split_datagram,
 )
+from contracts.ng.notice import Notice, parse_notice
 from sipedge.media import RelayAddress, RelayPool
 
 log = logging.getLogger("sipedge.relay")
@@ -74,6 +75,8 @@ class _NgProtocol(asyncio.DatagramProtocol):
 
     def __init__(self) -> None:
         self.pending: dict[bytes, asyncio.Future[bytes]] = {}
+        #: Gets what a relay reports unasked (contracts.ng.notice): a call it ended.
+        self.on_notice: Callable[[Notice], None] | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         try:
@@ -81,8 +84,13 @@ class _NgProtocol(asyncio.DatagramProtocol):
         except ControlError:
             return
         waiter = self.pending.get(cookie)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(data)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(data)
+            return
+        notice = parse_notice(data)
+        if notice is not None and self.on_notice is not None:
+            self.on_notice(notice)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("ng socket error: %s", exc)
@@ -93,7 +101,7 @@ class NgClient:
 
     def __init__(self, retransmission: Retransmission) -> None:
         self.retransmission = retransmission
-        self._protocol = _NgProtocol()
+        self.protocol = _NgProtocol()
         self._transport: asyncio.DatagramTransport | None = None
         self._prefix = secrets.token_hex(4)
         self._counter = itertools.count(1)
@@ -102,7 +110,7 @@ class NgClient:
         local = "::" if family == socket.AF_INET6 else "0.0.0.0"  # noqa: S104 - any port, ours
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: self._protocol, local_addr=(local, 0), family=family
+            lambda: self.protocol, local_addr=(local, 0), family=family
         )
 
     def close(self) -> None:
@@ -117,11 +125,11 @@ class NgClient:
         cookie = f"{self._prefix}_{next(self._counter)}".encode()
         datagram = command_datagram(cookie, command)
         waiter = asyncio.get_running_loop().create_future()
-        self._protocol.pending[cookie] = waiter
+        self.protocol.pending[cookie] = waiter
         try:
             data = await self._exchange(datagram, address, waiter)
         finally:
-            self._protocol.pending.pop(cookie, None)
+            self.protocol.pending.pop(cookie, None)
         try:
             reply = expect_reply(data, cookie)
         except ControlError as err:
@@ -162,6 +170,10 @@ class MediaRelays:
         self._resolved: dict[RelayAddress, tuple[str, int]] = {}
         self._family = _family(relays)
         self._pinger: asyncio.Task[None] | None = None
+
+    def on_notice(self, handler: Callable[[Notice], None]) -> None:
+        """Have ``handler`` called with each notice a relay sends (a media timeout)."""
+        self.client.protocol.on_notice = handler
 
     async def start(self) -> None:
         await self.client.open(self._family)

@@ -15,8 +15,10 @@ anchored; nor is SDP inside a multipart body.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from contracts.ng.control import Answer, Offer
+from contracts.ng.notice import TIMEOUT, Notice
 from sipedge.adapters.relay import MediaRelays, RelayError
 from sipedge.dialogs import Call
 from sipedge.media import RelayAddress
@@ -38,9 +40,29 @@ class Anchor:
 
     def __init__(self, relays: MediaRelays) -> None:
         self.relays = relays
+        #: The tenant of each call this process last negotiated: a relay's timeout notice
+        #: (contracts.ng.notice) names only the Call-ID, and comes to that process.
+        self.tenants: dict[str, str] = {}
+        self._on_timeout: Callable[[str, str], None] | None = None
+        relays.on_notice(self._notice)
 
-    async def offer(self, call_id: str, caller_tag: str, sdp: bytes) -> tuple[RelayAddress, bytes]:
+    def on_timeout(self, handler: Callable[[str, str], None]) -> None:
+        """Have ``handler(tenant, call_id)`` called when a relay ends a call for silence."""
+        self._on_timeout = handler
+
+    def _notice(self, notice: Notice) -> None:
+        tenant = self.tenants.pop(notice.call_id, None)
+        if notice.event != TIMEOUT or tenant is None:
+            log.info("relay notice %s for call-id=%s ignored", notice.event, notice.call_id)
+            return
+        if self._on_timeout is not None:
+            self._on_timeout(tenant, notice.call_id)
+
+    async def offer(
+        self, tenant: str, call_id: str, caller_tag: str, sdp: bytes
+    ) -> tuple[RelayAddress, bytes]:
         """The caller's initial offer: the relay that took it, and the SDP for the callee."""
+        self.tenants[call_id] = tenant
         return await self.relays.offer(Offer(call_id=call_id, from_tag=caller_tag, sdp=sdp))
 
     async def answer(
@@ -54,6 +76,7 @@ class Anchor:
         """A new offer in the dialog from the side of dialog ``sender_call_id`` (RFC 3264
         §8): the SDP for the other side."""
         offerer, answerer = _tags(call, sender_call_id)
+        self.tenants[call.a.call_id] = call.tenant
         offer = Offer(call_id=call.a.call_id, from_tag=offerer, to_tag=answerer, sdp=sdp)
         return await self.relays.reoffer(RelayAddress.parse(call.relay), offer)
 
@@ -67,6 +90,7 @@ class Anchor:
     async def delete(self, relay: RelayAddress, call_id: str) -> None:
         """End the call on its relay (BYE, CANCEL, failure, expiry); a failure is logged,
         since the relay's idle timeout frees the ports anyway."""
+        self.tenants.pop(call_id, None)
         try:
             await self.relays.delete(relay, call_id)
         except RelayError as err:

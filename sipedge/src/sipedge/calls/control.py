@@ -110,6 +110,8 @@ class CallControl:
         self.dialogs = dialogs
         #: None: no relay configured, so no call is anchored.
         self.anchor = anchor
+        if anchor is not None:
+            anchor.on_timeout(self._media_timeout)
         self._setups: dict[TransactionKey, Setup] = {}
         self._retransmits: dict[str, asyncio.TimerHandle] = {}
         self._contacts: dict[tuple[str, str], str] = {}
@@ -213,7 +215,7 @@ class CallControl:
         setup.media_lock = asyncio.Lock()
         try:
             setup.relay, sdp = await anchor.offer(
-                invite.call_id, invite.from_.tag or "", invite.body
+                setup.tenant.name, invite.call_id, invite.from_.tag or "", invite.body
             )
         except RelayError as err:
             log.warning("media not anchored: %s", err.reason, extra=_fields(setup))
@@ -535,6 +537,18 @@ class CallControl:
         leg = leg.next_cseq()
         bye = in_dialog_request("BYE", leg, leg.local_cseq, self.identity(tenant, leg.transport))
         self.edge.request(bye, Peer(leg.transport, leg.host, leg.port), lambda event: None)
+
+    def _media_timeout(self, tenant: str, call_id: str) -> None:
+        """The relay ended a call that carried no media for its idle timeout (a phone
+        gone without a BYE): end both legs, which ends the bill too."""
+        self._spawn(self._end_silent_call(tenant, call_id))
+
+    async def _end_silent_call(self, tenant: str, call_id: str) -> None:
+        call = await self.dialogs.get(tenant, call_id)
+        if call is None:
+            return  # ended meanwhile, or never answered (set-up has its ring timeout)
+        log.info("media timeout on the relay call-id=%s: hanging up", call_id)
+        await self._hang_up(call)
 
     async def _hang_up(self, call: Call) -> None:
         """End both legs (no ACK came, a session timer ran out, the tenant went away)."""
