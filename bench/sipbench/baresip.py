@@ -363,6 +363,9 @@ class Phone:
     sine of ``tone_hz`` (``ausine``), else an idle ``aubridge`` source (sends little or no
     RTP). ``record=True`` loads ``sndfile``; :meth:`recordings` lists what the phone heard.
 
+    ``host`` is the address SIP and RTP use (loopback by default; a namespace's own address
+    in the NAT lab); ``ctrl_tcp`` always listens on 127.0.0.1 (of the phone's namespace).
+
     With ``auto_answer=True`` baresip 1.0.0 emits no ``CALL_INCOMING``: wait for
     ``CALL_ESTABLISHED`` instead.
     """
@@ -388,6 +391,7 @@ class Phone:
         extra_config: Sequence[str] = (),
         start_timeout: float = 10.0,
         baresip_bin: str = BARESIP_BIN,
+        host: str = LOOPBACK,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.user = user
@@ -396,6 +400,7 @@ class Phone:
         self.aor = f"sip:{user}@{domain}"
         self.registrar_host = registrar_host
         self.registrar_port = registrar_port
+        self.host = host
         self.sip_port = sip_port
         self.rtp_port_range = rtp_port_range
         self.auto_answer = auto_answer
@@ -468,8 +473,8 @@ class Phone:
             "# written by sipbench.baresip.Phone",
             "poll_method\t\tepoll",
             f"module_path\t\t{MODULE_PATH}",
-            f"sip_listen\t\t{LOOPBACK}:{self.sip_port}",
-            f"net_interface\t\t{LOOPBACK}",
+            f"sip_listen\t\t{self.host}:{self.sip_port}",
+            f"net_interface\t\t{self.host}",
             # Keep any DNS query baresip might make on loopback.
             f"dns_server\t\t{LOOPBACK}:53",
             f"rtp_ports\t\t{low}-{high}",
