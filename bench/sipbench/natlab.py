@@ -15,7 +15,10 @@ one of the namespaces. Needs root (``ip netns``, ``iptables``); no packet leaves
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +63,13 @@ class NatLab:
 
     def close(self) -> None:
         for name in reversed(self._made):
+            # Deleting a namespace leaves its processes running: end what is left first.
+            pids = subprocess.run(
+                ["ip", "netns", "pids", name], check=False, capture_output=True, text=True
+            ).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
             subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
         self._made.clear()
 

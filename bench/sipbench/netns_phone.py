@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 import traceback
@@ -95,7 +96,12 @@ def _call(phone: Phone, args: argparse.Namespace, result: dict[str, Any]) -> Non
     result["sent"] = _recording(phone, "enc")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(f"signal {signum}")  # unwinds through Phone's close: baresip ends too
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     args = _parser().parse_args()
     low, high = (int(port) for port in args.rtp_ports.split("-"))
     registrar, port = args.registrar.rsplit(":", 1)
