@@ -148,7 +148,7 @@ class Controller:
             # answer), for an answer the offerer's.
             if isinstance(command, Offer):
                 self.sessions.offer(command.call_id, command.from_tag, media, now)
-                pairs = self._far_ports(command.call_id, command.from_tag)
+                pairs = self._leg_ports(command.call_id, command.from_tag, far=True)
             else:
                 self.sessions.answer(command.call_id, command.from_tag, command.to_tag, media, now)
                 pairs = self._leg_ports(command.call_id, command.from_tag)
@@ -186,19 +186,13 @@ class Controller:
         )
         return Reply.query(created_s=int(times[0]), last_signal_s=int(times[1]), totals=totals)
 
-    def _leg_ports(self, call_id: str, tag: str) -> tuple[PortPair, ...]:
-        session = self.sessions.get(call_id)
-        leg = None if session is None else session.leg(tag)
-        if leg is None:
-            raise NegotiationError(f"call {call_id!r} has no leg {tag!r}")
-        return leg.ports
-
-    def _far_ports(self, call_id: str, tag: str) -> tuple[PortPair, ...]:
+    def _leg_ports(self, call_id: str, tag: str, *, far: bool = False) -> tuple[PortPair, ...]:
+        """The ports of the leg ``tag`` names, or (``far``) of the leg opposite it."""
         session = self.sessions.get(call_id)
         leg = None if session is None else session.leg(tag)
         if session is None or leg is None:
             raise NegotiationError(f"call {call_id!r} has no leg {tag!r}")
-        return session.other_leg(leg).ports
+        return (session.other_leg(leg) if far else leg).ports
 
     def _live_ports(self, call_id: str) -> list[int]:
         session = self.sessions.get(call_id)
