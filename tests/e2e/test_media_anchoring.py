@@ -8,6 +8,9 @@ and two scripted phones with an RTP socket each, all on loopback:
   caller gets name the relay (c= 127.0.0.1, an m= port of the relay's range), and RTP
   each phone sends to the address it was given arrives at the other phone.
 * A re-INVITE from either side (hold, §8.4) is offered and answered through the relay.
+* A late offer (an INVITE or re-INVITE without SDP, RFC 3261 §13.2.1): the callee's 2xx
+  offers through the relay, our ACK to it waits for the caller's ACK and carries its
+  answer, rewritten; an ACK without the answer ends the call.
 * BYE and CANCEL delete the call on the relay (``query`` is then refused).
 * A relay that is silent or refuses (out of ports) gets the caller 503 with a Warning,
   and the callee is never called: no call without audio.
@@ -401,3 +404,151 @@ def test_tenant_without_anchoring_gets_its_sdp_untouched(
         assert answer.body == sdp_for(call.callee_rtp.port, 2)
         assert not our_relay.has_call(call.call_id)
         hang_up(call, answer, edge)
+
+
+# --- late offers: the INVITE without SDP, the offer in the 2xx, the answer in the ACK --------
+
+
+@contextmanager
+def late_phones(edge: EdgeProc) -> Iterator[Call]:
+    """2001 calls 2002 with an INVITE without SDP (RFC 3261 §13.2.1: the callee offers)."""
+    caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
+    callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
+    caller_rtp, callee_rtp = RtpPort(), RtpPort()
+    try:
+        callee.register(edge.port)
+        invite = caller.invite(edge.port, "2002", body=b"")
+        incoming = callee.receive_request("INVITE")
+        assert incoming.body == b""
+        yield Call(caller, callee, caller_rtp, callee_rtp, invite, incoming)
+    finally:
+        for closable in (caller, callee, caller_rtp, callee_rtp):
+            closable.close()
+
+
+def assert_no_ack_yet(phone: ScriptedPhone) -> None:
+    """Our ACK to a 2xx that offered must wait for the answer: nothing comes meanwhile."""
+    phone.sock.settimeout(0.4)
+    try:
+        with pytest.raises(TimeoutError):
+            phone.receive_request("ACK")
+    finally:
+        phone.sock.settimeout(5)
+
+
+def late_answer(call: Call, edge: EdgeProc) -> tuple[Response, Request]:
+    """The callee offers in its 200; the caller answers in its ACK. (The caller's 200,
+    the ACK the callee got.)"""
+    offer = sdp_for(call.callee_rtp.port, 2)
+    call.callee.answer(call.incoming, 200, "OK", edge.port, offer)
+    answer = call.caller.final()
+    assert answer.status == 200
+    call.callee.answer(call.incoming, 200, "OK", edge.port, offer)  # a retransmission
+    assert_no_ack_yet(call.callee)
+    ack = call.caller.request(
+        "ACK",
+        target_of(answer),
+        to_of(answer),
+        call.call_id,
+        2,
+        body=sdp_for(call.caller_rtp.port, 1),
+    )
+    call.caller.send(ack, edge.port)
+    got = call.callee.receive_request("ACK")
+    assert got.cseq.number == call.incoming.cseq.number
+    assert got.to.tag == call.callee.tag
+    # A 2xx retransmitted now (our ACK lost) gets the same ACK, answer and all, again.
+    call.callee.answer(call.incoming, 200, "OK", edge.port, offer)
+    assert call.callee.receive_request("ACK").to_bytes() == got.to_bytes()
+    return answer, got
+
+
+def test_a_late_offer_is_anchored_offer_in_the_2xx_answer_in_the_ack(
+    edge_factory: EdgeFactory, relay: Relay
+) -> None:
+    edge = edge_factory(extra_args=relay_args(relay.ng))
+    with late_phones(edge) as call:
+        answer, ack = late_answer(call, edge)
+        to_callee_leg = assert_names_relay(answer.body, relay, call.callee_rtp.port)
+        to_caller_leg = assert_names_relay(ack.body, relay, call.caller_rtp.port)
+        assert (ack.headers.get("Content-Type") or "").startswith("application/sdp")
+        got_by_callee, got_by_caller = exchange_rtp(
+            call.caller_rtp, to_callee_leg, call.callee_rtp, to_caller_leg
+        )
+        assert got_by_callee > 10
+        assert got_by_caller > 10
+        hang_up(call, answer, edge)
+        relay.wait_gone(call.call_id)
+
+
+def test_a_late_offer_without_anchoring_passes_the_answer_on_in_the_ack(
+    edge_factory: EdgeFactory,
+) -> None:
+    """The B leg's ACK carries the caller's answer even when no relay is involved (a
+    B2BUA that ACKed on the 2xx would lose it, and the callee would have no session)."""
+    edge = edge_factory()
+    with late_phones(edge) as call:
+        answer, ack = late_answer(call, edge)
+        assert answer.body == sdp_for(call.callee_rtp.port, 2)
+        assert ack.body == sdp_for(call.caller_rtp.port, 1)
+        hang_up(call, answer, edge)
+
+
+def test_a_late_offer_whose_ack_brings_no_answer_ends_the_call(
+    edge_factory: EdgeFactory, our_relay: Relay
+) -> None:
+    edge = edge_factory(extra_args=relay_args(our_relay.ng))
+    with late_phones(edge) as call:
+        call.callee.answer(call.incoming, 200, "OK", edge.port, sdp_for(call.callee_rtp.port, 2))
+        answer = call.caller.final()
+        ack = call.caller.request("ACK", target_of(answer), to_of(answer), call.call_id, 2)
+        call.caller.send(ack, edge.port)
+        assert call.callee.receive_request("ACK").body == b""
+        for phone in (call.caller, call.callee):  # no session: both legs are hung up
+            phone.answer(phone.receive_request("BYE"), 200, "OK", edge.port)
+        our_relay.wait_gone(call.call_id)
+
+
+def test_a_reinvite_without_sdp_is_anchored_offer_in_the_2xx_answer_in_the_ack(
+    edge_factory: EdgeFactory, relay: Relay
+) -> None:
+    """A re-INVITE without SDP asks the callee for a new offer: it moves its media to a
+    new port, and the caller's answer comes in the ACK; the media follows through the relay."""
+    edge = edge_factory(extra_args=relay_args(relay.ng))
+    with phones(edge) as call:
+        answer = answer_call(call, edge)
+        reinvite = call.caller.request("INVITE", target_of(answer), to_of(answer), call.call_id, 3)
+        call.caller.send(reinvite, edge.port)
+        asked = call.callee.receive_request("INVITE")
+        assert asked.body == b""
+        moved = RtpPort()
+        try:
+            offer = sdp_for(moved.port, 2).replace(b"o=- 2 1", b"o=- 2 2")
+            call.callee.answer(asked, 200, "OK", edge.port, offer)
+            offered = call.caller.final()
+            assert offered.status == 200
+            # rtpengine may give the new offer new ports (ours keeps them): either is
+            # fine as long as the media follows what the SDP says.
+            to_callee_leg = assert_names_relay(offered.body, relay, moved.port)
+            assert_no_ack_yet(call.callee)
+            ack = call.caller.request(
+                "ACK",
+                target_of(answer),
+                to_of(answer),
+                call.call_id,
+                3,
+                body=sdp_for(call.caller_rtp.port, 1).replace(b"o=- 1 1", b"o=- 1 2"),
+            )
+            call.caller.send(ack, edge.port)
+            got = call.callee.receive_request("ACK")
+            assert got.cseq.number == asked.cseq.number
+            to_caller_leg = assert_names_relay(got.body, relay, call.caller_rtp.port)
+            got_by_callee, got_by_caller = exchange_rtp(
+                call.caller_rtp, to_callee_leg, moved, to_caller_leg
+            )
+            assert got_by_callee > 10
+            assert got_by_caller > 10
+        finally:
+            moved.close()
+        hang_up(call, answer, edge, cseq=4)
+        relay.wait_gone(call.call_id)

@@ -297,3 +297,12 @@ def test_an_anchored_call_carries_its_relay_and_others_do_not() -> None:
     assert '"relay":"10.0.0.7:2223"' in anchored.to_json()
     assert Call.from_json(anchored.to_json()) == anchored
     assert '"relay"' not in a_call().to_json()
+
+
+def test_a_call_owing_an_ack_carries_the_leg_and_others_do_not() -> None:
+    """A late offer (the offer in the callee's 2xx) leaves the B leg's ACK owed until the
+    caller's ACK brings the answer: any edge process may get that ACK, so it is stored."""
+    owing = replace(a_call(), awaiting_ack=a_call().b.call_id)
+    assert f'"awaiting_ack":"{a_call().b.call_id}"' in owing.to_json()
+    assert Call.from_json(owing.to_json()) == owing
+    assert '"awaiting_ack"' not in a_call().to_json()

@@ -58,6 +58,10 @@ class Call:
     #: The media relay (``HOST:PORT`` of its ng control) anchoring the call's media under
     #: the A-leg Call-ID; empty: the media flows between the phones.
     relay: str = ""
+    #: The Call-ID of the leg whose 2xx carried the offer (an INVITE without SDP: RFC
+    #: 3261 §13.2.1): our ACK to it waits for the other side's ACK, which holds the
+    #: answer. Empty: no ACK is owed.
+    awaiting_ack: str = ""
 
     def leg_of(self, call_id: str) -> tuple[Leg, Leg] | None:
         """(this leg, the other leg) for a request in dialog ``call_id``."""
@@ -82,6 +86,8 @@ class Call:
         }
         if self.relay:  # only anchored calls carry it: unanchored records stay as they were
             fields["relay"] = self.relay
+        if self.awaiting_ack:
+            fields["awaiting_ack"] = self.awaiting_ack
         return _JSON.encode(fields)
 
     @classmethod

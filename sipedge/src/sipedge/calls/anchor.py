@@ -8,8 +8,9 @@ answerer's. The A leg's tag on the relay is the caller's From tag; the B leg's, 
 callee's To tag. The SDP the relay returns (naming its own address and ports) replaces
 the SDP in the message passed to the other side.
 
-Left for later: an INVITE without SDP (a late offer, in the 2xx and the ACK) is not
-anchored; nor is SDP inside a multipart body.
+An INVITE without SDP (a late offer, RFC 3261 §13.2.1) turns it around: the callee's 2xx
+offers (from-tag: the callee's tag) and the caller's ACK answers; a re-INVITE without
+SDP likewise. Left for later: SDP inside a multipart body is not anchored.
 """
 
 from __future__ import annotations

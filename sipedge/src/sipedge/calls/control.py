@@ -69,6 +69,21 @@ class Answered:
     destination: Peer
     #: The ACK we sent for each dialog a 2xx of this INVITE made, by the callee's To tag.
     acks: dict[str, Request] = field(default_factory=dict)
+    #: The ACK owed to the dialog whose 2xx carried the offer (a late offer), if any.
+    owed: OwedAck | None = None
+
+
+@dataclass(eq=False)
+class OwedAck:
+    """A 2xx that carried an offer (the INVITE had no SDP: RFC 3261 §13.2.1): its ACK
+    must carry the answer, which only the other side's ACK brings. Until then the 2xx's
+    retransmissions go unanswered; once sent, the ACK is kept here to be sent again."""
+
+    #: The callee's To tag (initial INVITE) or the Call-ID of the leg that sent the 2xx.
+    key: str
+    ack: Request | None = None
+    #: Whether the 2xx went on to the other side (later ones are retransmissions).
+    passed_on: bool = False
 
 
 @dataclass(eq=False)
@@ -93,6 +108,8 @@ class Setup:
     relay: RelayAddress | None = None
     #: Orders the callee's answers (18x, then 2xx) through the relay.
     media_lock: asyncio.Lock | None = None
+    #: The INVITE had no SDP: the callee's 2xx makes the offer, the caller's ACK answers.
+    late_offer: bool = False
 
 
 class CallControl:
@@ -115,6 +132,8 @@ class CallControl:
         self._setups: dict[TransactionKey, Setup] = {}
         self._retransmits: dict[str, asyncio.TimerHandle] = {}
         self._contacts: dict[tuple[str, str], str] = {}
+        #: ACKs owed for late offers, by the Call-ID on which the answering ACK comes.
+        self._owed: dict[str, OwedAck] = {}
 
     @staticmethod
     def new_tag() -> str:
@@ -178,7 +197,8 @@ class CallControl:
         )
         self._setups[key] = setup
         sdp: bytes | None = None
-        if self.anchor is not None and tenant.media.anchor and has_sdp(invite):
+        setup.late_offer = not has_sdp(invite)
+        if self.anchor is not None and tenant.media.anchor and not setup.late_offer:
             sdp = await self._anchor_offer(self.anchor, setup)
             if sdp is None:
                 return
@@ -289,7 +309,16 @@ class CallControl:
         if setup.relay is not None and has_sdp(response):
             self._spawn(self._early_answer(setup, response, relayed))
             return
+        if setup.late_offer and self._anchors(setup.tenant) and has_sdp(response):
+            # An offer in an unreliable 18x is no offer (RFC 3261 §13.2.1: without 100rel
+            # it is a preview at most): passed on, its SDP would bypass the relay.
+            relayed.body = b""
+            relayed.headers.remove("Content-Type")
         self.edge.respond(setup.a_key, relayed)
+
+    def _anchors(self, tenant: TenantSnapshot) -> bool:
+        """Whether this process anchors ``tenant``'s calls (relays configured, tenant on)."""
+        return self.anchor is not None and tenant.media.anchor
 
     async def _early_answer(self, setup: Setup, response: Response, relayed: Response) -> None:
         """An 18x with SDP (early media, RFC 3261 §13.2.1): its answer through the relay
@@ -320,9 +349,14 @@ class CallControl:
     def _b_answered(self, setup: Setup, fork: Fork, response: Response) -> None:
         template = _leg_template(setup, fork)
         b_leg = _dialog_of(template, response)
-        late = Answered(setup.tenant.name, template, fork.destination)
-        late.acks[b_leg.remote_tag] = self._send_ack(b_leg, template.local_cseq, late.tenant)
-        self._settled(fork, partial(self._b_late_2xx, late))
+        answered = Answered(setup.tenant.name, template, fork.destination)
+        self._settled(fork, partial(self._b_late_2xx, answered))
+        offer_in_2xx = setup.late_offer and has_sdp(response) and not setup.finished
+        if offer_in_2xx:  # the ACK must carry the caller's answer: it waits for it
+            answered.owed = self._owed[setup.a_invite.call_id] = OwedAck(b_leg.remote_tag)
+        else:
+            ack = self._send_ack(b_leg, template.local_cseq, answered.tenant)
+            answered.acks[b_leg.remote_tag] = ack
         if setup.finished:  # a second fork answered too late: hang it up (§13.2.2.4)
             self._send_bye(b_leg, setup.tenant.name)
             return
@@ -340,6 +374,8 @@ class CallControl:
         )
         if setup.relay is not None:
             call = replace(call, relay=str(setup.relay))
+        if offer_in_2xx:
+            call = replace(call, awaiting_ack=b_leg.call_id)
         self._end_setup(setup, "answered")
         log.info("call answered", extra=_fields(setup, status=response.status))
         self._spawn(self._store_and_answer(setup, call, answer, response))
@@ -360,10 +396,28 @@ class CallControl:
                 self._release_setup(setup)
                 self._unavailable(setup, err.reason)
                 return
+        elif call.awaiting_ack and self.anchor is not None and setup.tenant.media.anchor:
+            # A late offer: the callee's 2xx offers, so the relay session starts here,
+            # with the callee's tag as the offerer's.
+            try:
+                relay, answer.body = await self.anchor.offer(
+                    call.tenant, call.a.call_id, call.b.remote_tag, response.body
+                )
+            except RelayError as err:
+                log.warning(
+                    "late offer not anchored, hanging up: %s", err.reason, extra=_fields(setup)
+                )
+                self._settle_owed_ack(call)
+                self._send_bye(call.b, call.tenant)
+                self._unavailable(setup, err.reason)
+                return
+            setup.relay = relay
+            call = replace(call, relay=str(relay))
         try:
             await self.dialogs.put(call, self.edge.wall())
         except Exception:
             log.exception("could not store the call: hanging up", extra=_fields(setup))
+            self._settle_owed_ack(call)
             self._send_bye(call.b, call.tenant)
             self._release_setup(setup)
             self._reply(setup.a_key, setup.a_invite, 500, "Server Internal Error", setup.a_tag)
@@ -371,6 +425,13 @@ class CallControl:
         self.edge.respond(setup.a_key, answer)
         self._retransmit_2xx(call, answer)
         self._arm_session_timer(call)
+
+    def _settle_owed_ack(self, call: Call) -> None:
+        """A late-offer call ended before the answer came: ACK the B leg's 2xx anyway
+        (without an answer: its BYE follows), so it stops resending it."""
+        if call.awaiting_ack:
+            self._owed.pop(call.a.call_id, None)
+            self._send_ack(call.b, call.b.local_cseq, call.tenant)
 
     def _a_leg(self, setup: Setup) -> Leg:
         invite = setup.a_invite
@@ -400,6 +461,11 @@ class CallControl:
             return
         tag = event.to.tag or ""
         ack = answered.acks.get(tag)
+        owed = answered.owed
+        if ack is None and owed is not None and owed.key == tag:
+            ack = owed.ack
+            if ack is None:
+                return  # the caller's ACK with the answer is not here yet
         if ack is not None:  # a retransmitted 2xx: our ACK was lost or late (§13.2.2.4)
             self.edge.send_stateless(ack, answered.destination)  # the same bytes again
             return
@@ -477,11 +543,49 @@ class CallControl:
         self._fail(setup, 487)
 
     def on_ack(self, ack: Request) -> None:
-        """An ACK for our 2xx (absorbed: the B leg was ACKed on its 2xx); no I/O, so it
+        """An ACK for our 2xx: absorbed (the other leg was ACKed on its own 2xx) unless
+        the 2xx carried an offer, whose answer this ACK brings; no I/O unless so, so it
         runs at once rather than as a task of its own."""
         timer = self._retransmits.pop(ack.call_id, None)
         if timer is not None:
             timer.cancel()
+        if ack.call_id in self._owed or has_sdp(ack):
+            self._spawn(self._answer_in_ack(ack))
+
+    async def _answer_in_ack(self, ack: Request) -> None:
+        """The answer to a late offer (RFC 3261 §13.2.1, RFC 3264 §4): through the relay,
+        then in the ACK we owe the side whose 2xx offered. Any edge process may get the
+        ACK (the dialog store says what is owed); the one that sent the 2xx also keeps
+        our ACK, to answer the 2xx's retransmissions. An ACK without the answer, or an
+        answer the relay refuses, ends the call: there is no session to have."""
+        owed = self._owed.pop(ack.call_id, None)
+        tenant = ack.uri.user if isinstance(ack.uri, SipUri) else None
+        call = await self.dialogs.get(tenant, ack.call_id) if tenant else None
+        legs = call.leg_of(ack.call_id) if call is not None else None
+        if call is None or legs is None or call.awaiting_ack != legs[1].call_id:
+            return  # an ACK with SDP where no answer was due, or a repeated one
+        other = legs[1]
+        call = replace(call, awaiting_ack="")
+        await self.dialogs.put(call, self.edge.wall())
+        answer = ack.body if has_sdp(ack) else b""
+        if answer and call.relay and self.anchor is not None:
+            try:
+                answer = await self.anchor.reanswer(call, other.call_id, answer)
+            except RelayError as err:
+                log.warning("answer in ACK not anchored call-id=%s: %s", ack.call_id, err.reason)
+                answer = b""
+        forwarded = ack_for_2xx(
+            other, other.local_cseq, self.identity(call.tenant, other.transport)
+        )
+        if answer:
+            forwarded.headers.add("Content-Type", "application/sdp")
+            forwarded.body = answer
+        self.edge.send_stateless(forwarded, Peer(other.transport, other.host, other.port))
+        if owed is not None:
+            owed.ack = forwarded
+        if not answer:
+            log.info("no answer to the offer in the 2xx call-id=%s: hanging up", ack.call_id)
+            await self._hang_up(call)
 
     # -- answered calls ----------------------------------------------------------------------------
     @staticmethod
@@ -552,6 +656,8 @@ class CallControl:
 
     async def _hang_up(self, call: Call) -> None:
         """End both legs (no ACK came, a session timer ran out, the tenant went away)."""
+        self._owed.pop(call.a.call_id, None)
+        self._owed.pop(call.b.call_id, None)
         if await self.dialogs.delete(call):
             self._send_bye(call.a, call.tenant)
             self._send_bye(call.b, call.tenant)
@@ -584,10 +690,14 @@ class CallControl:
         offers = call.relay and request.method in _OFFERS and has_sdp(request)
         if offers and not await self._reoffer(call, request, key, forwarded):
             return
+        # A re-INVITE without SDP asks the other side for an offer, in its 2xx.
+        late = (
+            OwedAck(other.call_id) if request.method == "INVITE" and not has_sdp(request) else None
+        )
         self.edge.request(
             forwarded,
             Peer(other.transport, other.host, other.port),
-            lambda event: self._relay_back(call, request, key, other, event),
+            lambda event: self._relay_back(call, request, key, other, event, late),
         )
 
     async def _bye(self, tenant: str, request: Request, key: TransactionKey) -> None:
@@ -642,8 +752,41 @@ class CallControl:
             relayed = unavailable(request, request.to.tag, host, err.reason)
         self.edge.respond(key, relayed)
 
+    async def _late_reoffer(
+        self, call: Call, request: Request, key: TransactionKey, relayed: Response, late: OwedAck
+    ) -> None:
+        """The other side's offer in the 2xx to a re-INVITE without SDP: stored as owing
+        an ACK (:meth:`_answer_in_ack` sends it with the answer), through the relay when
+        the call is anchored, then on to the re-INVITE's sender."""
+        call = replace(call, awaiting_ack=late.key)
+        self._owed[request.call_id] = late
+        await self.dialogs.put(call, self.edge.wall())
+        if call.relay and self.anchor is not None:
+            try:
+                relayed.body = await self.anchor.reoffer(call, late.key, relayed.body)
+            except RelayError as err:
+                log.warning(
+                    "late re-offer not anchored call-id=%s: %s", request.call_id, err.reason
+                )
+                self._owed.pop(request.call_id, None)
+                await self.dialogs.put(replace(call, awaiting_ack=""), self.edge.wall())
+                legs = call.leg_of(late.key)
+                assert legs is not None
+                offerer = legs[0]
+                late.ack = self._send_ack(offerer, offerer.local_cseq, call.tenant)
+                host = self.edge.config.advertised_host
+                self.edge.respond(key, unavailable(request, request.to.tag, host, err.reason))
+                return
+        self.edge.respond(key, relayed)
+
     def _relay_back(
-        self, call: Call, request: Request, key: TransactionKey, other: Leg, event: ClientEvent
+        self,
+        call: Call,
+        request: Request,
+        key: TransactionKey,
+        other: Leg,
+        event: ClientEvent,
+        late: OwedAck | None = None,
     ) -> None:
         if not isinstance(event, Response):
             self._reply(
@@ -656,11 +799,29 @@ class CallControl:
             return
         if event.status == 100:
             return
+        offer_in_2xx = False
         if request.method == "INVITE" and 200 <= event.status < 300:
-            self._send_ack(other, other.local_cseq, call.tenant)
+            if late is not None and has_sdp(event):
+                if late.passed_on:  # a retransmission: our ACK again, once we have it
+                    if late.ack is not None:
+                        self.edge.send_stateless(
+                            late.ack, Peer(other.transport, other.host, other.port)
+                        )
+                    return
+                late.passed_on = offer_in_2xx = True
+            else:
+                self._send_ack(other, other.local_cseq, call.tenant)
+        if request.method in ("INVITE", "UPDATE") and 200 <= event.status < 300:
+            call = _with_session_timer(call, event, self.edge.wall())
+            if not offer_in_2xx:  # else stored with the ACK it owes, just below
+                self._spawn(self.dialogs.put(call, self.edge.wall()))
+            self._arm_session_timer(call)
         contact = self.contact(call.tenant)
         relayed = relayed_response(request, event, request.to.tag or "", contact)
-        if (
+        if offer_in_2xx:
+            assert late is not None
+            self._spawn(self._late_reoffer(call, request, key, relayed, late))
+        elif (
             call.relay
             and self.anchor is not None
             and request.method in _OFFERS
@@ -670,10 +831,6 @@ class CallControl:
             self._spawn(self._reanswer(call, request, key, relayed))
         else:
             self.edge.respond(key, relayed)
-        if request.method in ("INVITE", "UPDATE") and 200 <= event.status < 300:
-            refreshed = _with_session_timer(call, event, self.edge.wall())
-            self._spawn(self.dialogs.put(refreshed, self.edge.wall()))
-            self._arm_session_timer(refreshed)
 
 
 def _leg_template(setup: Setup, fork: Fork) -> Leg:
