@@ -425,7 +425,11 @@ async def test_tick_publishes_packets_and_bytes_per_direction(call: Call) -> Non
         ("caller_to_callee",): 3 * (12 + 160),
         ("callee_to_caller",): 2 * (12 + 80),
     }
-    assert samples(metrics, "relay_latching") == {("first",): 2, ("relatch",): 0}
+    assert samples(metrics, "relay_latching") == {
+        ("first",): 2,
+        ("relatch",): 0,
+        ("fork_reset",): 0,
+    }
     assert samples(metrics, "relay_sessions") == {(): 1}
     assert samples(metrics, "relay_port_pairs")[("in_use",)] == 2
     assert samples(metrics, "relay_malformed_packets") == {(): 1}

@@ -8,6 +8,7 @@ router's public one), the callee is on a public address, the attacker elsewhere.
 from __future__ import annotations
 
 import random
+from typing import TypeAlias
 
 import pytest
 from hypothesis import given, settings
@@ -425,6 +426,160 @@ def test_each_stream_relays_and_latches_on_its_own() -> None:
     assert len({port for pair in caller_ports + callee_ports for port in pair}) == 8
 
 
+# --- forks ------------------------------------------------------------------------------------
+#
+# The INVITE went to two phones: the first (CALLEE_TAG, CALLEE_SDP) answered with a 183 and
+# early media, the second (FORK_TAG) answers after it. Every fork was offered the callee's ports.
+
+FORK_TAG = "9fxced76sl"
+FORK_SDP = MediaStream("10.0.0.7", 5004)  # private: behind its own NAT
+FORK_RTP = ("198.51.100.20", 40000)  # what that NAT maps 10.0.0.7:5004 to
+
+
+def early_media(sessions: Sessions) -> tuple[Session, PortPair, PortPair]:
+    """An offer, the first fork's 183, then early media both ways: RTP and the callee's RTCP."""
+    session, (caller,), (callee,) = call(sessions, now=0.0)
+    for t in (0.5, 1.0):
+        assert forwarded(sessions.receive(caller.rtp, CALLER_RTP, 172, t))[1] == CALLEE_RTP
+        assert forwarded(sessions.receive(callee.rtp, CALLEE_RTP, 172, t))[1] == CALLER_RTP
+    sessions.receive(callee.rtcp, CALLEE_RTCP, 80, 1.0)
+    return session, caller, callee
+
+
+def test_a_later_fork_takes_the_callee_leg_over_on_the_same_ports() -> None:
+    sessions = relay(learning_window_s=3.0)
+    session, caller, callee = early_media(sessions)
+    in_use = sessions.pool.in_use
+    assert sessions.answer(CALL, CALLER_TAG, FORK_TAG, [FORK_SDP], 5.0) == (callee,)
+    assert session.callee is not None
+    assert (session.callee.tag, session.callee.media) == (FORK_TAG, (FORK_SDP,))
+    assert session.leg(CALLEE_TAG) is None
+    assert sessions.pool.in_use == in_use
+    # Every latch of the leg is reset: the caller's media goes to the new SDP address...
+    for kind in Kind:
+        assert session.callee.latched(0, kind) is None
+    assert forwarded(sessions.receive(caller.rtp, CALLER_RTP, 172, 5.1)) == (
+        callee.rtp,
+        ("10.0.0.7", 5004),
+    )
+    assert forwarded(sessions.receive(caller.rtcp, CALLER_RTCP, 80, 5.1)) == (
+        callee.rtcp,
+        ("10.0.0.7", 5005),
+    )
+    # ...until the new phone latches, from wherever it sends.
+    assert forwarded(sessions.receive(callee.rtp, FORK_RTP, 172, 5.2)) == (caller.rtp, CALLER_RTP)
+    assert forwarded(sessions.receive(caller.rtp, CALLER_RTP, 172, 5.3))[1] == FORK_RTP
+    assert session.caller.latched(0, Kind.RTP) == CALLER_RTP  # the caller's side is untouched
+    counters = session.counters()
+    assert (counters.first_latches, counters.relatches, counters.fork_resets) == (5, 0, 1)
+
+
+def test_the_superseded_forks_late_packets_are_dropped_before_and_after_the_new_one_latched() -> (
+    None
+):
+    sessions = relay(learning_window_s=3.0)
+    session, caller, callee = early_media(sessions)
+    sessions.answer(CALL, CALLER_TAG, FORK_TAG, [FORK_SDP], 5.0)
+    # Its early media still in flight: it may not latch the port the new fork is to take...
+    assert dropped(sessions.receive(callee.rtp, CALLEE_RTP, 172, 5.01)) is (
+        DropReason.NOT_LATCHED_PEER
+    )
+    assert dropped(sessions.receive(callee.rtcp, CALLEE_RTCP, 80, 5.01)) is (
+        DropReason.NOT_LATCHED_PEER
+    )
+    sessions.receive(callee.rtp, FORK_RTP, 172, 5.1)
+    # ...nor re-latch it within the new phone's learning window, where a stranger could.
+    assert dropped(sessions.receive(callee.rtp, CALLEE_RTP, 172, 5.2)) is (
+        DropReason.NOT_LATCHED_PEER
+    )
+    assert forwarded(sessions.receive(caller.rtp, CALLER_RTP, 172, 5.3))[1] == FORK_RTP
+    nat_remapped = ("198.51.100.20", 40002)
+    assert isinstance(sessions.receive(callee.rtp, nat_remapped, 172, 5.4), Forward)
+    assert session.counters().dropped(DropReason.NOT_LATCHED_PEER) == 3
+    assert session.counters().callee_to_caller == Traffic(5, 4 * 172 + 80)  # none of the old fork's
+
+
+def test_latches_are_reset_even_if_both_forks_sdps_name_the_same_address() -> None:
+    # Two phones behind two NATs, each with the same private address and port in its SDP.
+    same = MediaStream("192.168.0.20", 4000)
+    sessions = relay(learning_window_s=3.0)
+    session, (caller,), (callee,) = call(sessions, callee=(same,))
+    first_nat = ("198.51.100.30", 30000)
+    sessions.receive(callee.rtp, first_nat, 172, 0.5)
+    sessions.answer(CALL, CALLER_TAG, FORK_TAG, [same], 5.0)
+    assert session.callee is not None
+    assert session.callee.latched(0, Kind.RTP) is None
+    assert forwarded(sessions.receive(caller.rtp, CALLER_RTP, 172, 5.1))[1] == (
+        "192.168.0.20",
+        4000,
+    )
+    assert dropped(sessions.receive(callee.rtp, first_nat, 172, 5.2)) is (
+        DropReason.NOT_LATCHED_PEER
+    )
+    sessions.receive(callee.rtp, FORK_RTP, 172, 5.3)
+    assert forwarded(sessions.receive(caller.rtp, CALLER_RTP, 172, 5.4))[1] == FORK_RTP
+
+
+def test_the_new_forks_sdp_address_may_latch_even_if_the_old_one_sent_from_it() -> None:
+    sessions = relay(learning_window_s=3.0)
+    _, _, callee = early_media(sessions)
+    # A second phone on the same public address and port (a downstream SBC, say).
+    sessions.answer(CALL, CALLER_TAG, FORK_TAG, [CALLEE_SDP], 5.0)
+    assert forwarded(sessions.receive(callee.rtp, CALLEE_RTP, 172, 5.1))[1] == CALLER_RTP
+
+
+def test_after_the_takeover_the_new_fork_reoffers_and_the_old_tag_is_refused() -> None:
+    sessions = relay()
+    session, caller, callee = early_media(sessions)
+    sessions.answer(CALL, CALLER_TAG, FORK_TAG, [FORK_SDP], 5.0)
+    sessions.receive(callee.rtp, FORK_RTP, 172, 5.1)
+    moved = MediaStream("10.0.0.7", 6000)
+    assert sessions.offer(CALL, FORK_TAG, [moved], 30.0) == (callee,)
+    assert sessions.answer(CALL, FORK_TAG, CALLER_TAG, [CALLER_SDP], 30.0) == (caller,)
+    assert session.callee is not None
+    assert session.callee.media == (moved,)
+    in_use, counters = sessions.pool.in_use, session.counters()
+    superseded = r"tag 'a6c85cf' answered, but a later fork's answer \('9fxced76sl'\) took"
+    with pytest.raises(NegotiationError, match=superseded):
+        sessions.offer(CALL, CALLEE_TAG, [CALLEE_SDP], 31.0)
+    with pytest.raises(NegotiationError, match=superseded):
+        sessions.answer(CALL, CALLEE_TAG, CALLER_TAG, [CALLER_SDP], 31.0)
+    assert (session.callee.tag, session.callee.media) == (FORK_TAG, (moved,))
+    assert (sessions.pool.in_use, session.counters()) == (in_use, counters)
+    assert session.deadline_s == 30.0 + 60.0  # refused signalling is no activity
+
+
+def test_the_first_fork_answering_again_takes_the_leg_back() -> None:
+    # Both phones sent a 183 with SDP; the first one then answers with its 200.
+    sessions = relay(learning_window_s=3.0)
+    session, caller, callee = early_media(sessions)
+    sessions.answer(CALL, CALLER_TAG, FORK_TAG, [FORK_SDP], 5.0)
+    sessions.receive(callee.rtp, FORK_RTP, 172, 5.1)
+    assert sessions.answer(CALL, CALLER_TAG, CALLEE_TAG, [CALLEE_SDP], 8.0) == (callee,)
+    assert session.callee is not None
+    assert session.callee.tag == CALLEE_TAG
+    assert session.superseded == {FORK_TAG}
+    assert forwarded(sessions.receive(callee.rtp, CALLEE_RTP, 172, 8.1))[1] == CALLER_RTP
+    assert dropped(sessions.receive(callee.rtp, FORK_RTP, 172, 8.2)) is (
+        DropReason.NOT_LATCHED_PEER
+    )
+    assert forwarded(sessions.receive(caller.rtp, CALLER_RTP, 172, 8.3))[1] == CALLEE_RTP
+    assert session.counters().fork_resets == 2
+
+
+def test_a_forks_answer_that_cannot_apply_changes_nothing() -> None:
+    sessions = relay()
+    session, caller, _ = early_media(sessions)
+    with pytest.raises(NegotiationError, match="has 0 m= lines where it had 1"):
+        sessions.answer(CALL, CALLER_TAG, FORK_TAG, [], 5.0)
+    assert session.callee is not None
+    assert session.callee.tag == CALLEE_TAG
+    assert session.superseded == set()
+    assert session.callee.latched(0, Kind.RTP) == CALLEE_RTP
+    assert forwarded(sessions.receive(caller.rtp, CALLER_RTP, 172, 5.1))[1] == CALLEE_RTP
+    assert session.counters().fork_resets == 0
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 
@@ -445,11 +600,13 @@ def test_an_answer_must_name_the_offerer_and_another_leg(from_tag: str, to_tag: 
     assert sessions.pool.in_use == 2  # the caller's pair and the pending callee's
 
 
-def test_a_second_answerer_is_refused() -> None:
+def test_an_answer_to_the_callees_offer_must_name_the_caller() -> None:
     sessions = relay()
-    call(sessions)
-    with pytest.raises(NegotiationError, match=r"already answered by tag 'a6c85cf'.*a fork"):
-        sessions.answer(CALL, CALLER_TAG, "another", [CALLEE_SDP], 1)
+    session, _, _ = call(sessions)
+    sessions.offer(CALL, CALLEE_TAG, [CALLEE_SDP], 1)
+    with pytest.raises(NegotiationError, match="only the caller's offer is forked"):
+        sessions.answer(CALL, CALLEE_TAG, "stranger", [CALLER_SDP], 2)
+    assert [leg.tag for leg in session.legs] == [CALLER_TAG, CALLEE_TAG]
 
 
 def test_an_offer_from_a_third_tag_is_refused() -> None:
@@ -649,13 +806,20 @@ packets = st.tuples(
     st.floats(0, 2.0),  # time since the previous event
 )
 reoffers = st.tuples(st.booleans(), st.sampled_from(ADDRESSES), st.floats(0, 2.0))
-events = st.lists(packets | reoffers, max_size=120)
+#: An answer to the caller's offer from a fork: the current callee, another, or a former.
+forks = st.tuples(
+    st.sampled_from([CALLEE_TAG, FORK_TAG, "3rd-fork"]),
+    st.sampled_from(ADDRESSES),
+    st.floats(0, 2.0),
+)
+events = st.lists(packets | reoffers | forks, max_size=120)
+Event: TypeAlias = tuple[int, Address, float] | tuple[bool, str, float] | tuple[str, str, float]
 
 
 @settings(max_examples=300, deadline=None)
 @given(script=events, window=st.sampled_from([0.0, 1.0, 3.0]))
 def test_packets_go_only_to_a_latched_source_or_the_sdp_address(
-    script: list[tuple[int, Address, float] | tuple[bool, str, float]], window: float
+    script: list[Event], window: float
 ) -> None:
     sessions = relay(learning_window_s=window)
     two = (CALLER_SDP, MediaStream("192.168.1.10", 4002))
@@ -667,8 +831,16 @@ def test_packets_go_only_to_a_latched_source_or_the_sdp_address(
     now, total = 0.0, 0
     for event in script:
         now += event[2]
+        assert session.callee is not None
+        if isinstance(event[0], str):
+            new = (MediaStream(str(event[1]), 5000), MediaStream(str(event[1]), 5002))
+            if event[0] != session.callee.tag:  # a fork takes over: what it latched is gone
+                accepted.update({port: set() for pair in callee_ports for port in pair})
+            sessions.answer(CALL, CALLER_TAG, event[0], new, now)
+            continue
         if isinstance(event[0], bool):
-            tag, other = (CALLER_TAG, CALLEE_TAG) if event[0] else (CALLEE_TAG, CALLER_TAG)
+            callee_tag = session.callee.tag
+            tag, other = (CALLER_TAG, callee_tag) if event[0] else (callee_tag, CALLER_TAG)
             new = (MediaStream(str(event[1]), 4000), MediaStream(str(event[1]), 4002))
             answerer = session.leg(other)
             assert answerer is not None

@@ -93,4 +93,5 @@ def _relay_families(relay: RelayCounters) -> Iterator[Metric]:
     latching = CounterMetricFamily("relay_latching", "Latching events", labels=["event"])
     latching.add_metric(["first"], media.first_latches)
     latching.add_metric(["relatch"], media.relatches)
+    latching.add_metric(["fork_reset"], media.fork_resets)  # another fork answered
     yield latching

@@ -6,12 +6,27 @@ Owns, sans-IO (no socket, no clock: ``now`` is a monotonic reading in seconds, p
   (sipwise/rtpengine ``docs/ng_control_protocol.md``): a :class:`Session` per call-id with
   a caller :class:`Leg` (the from-tag of the first offer) and a callee leg, *pending*
   from the offer on (its ports must be in the offer sent on to the callee) and named by
-  the to-tag of the answer. A leg's ports receive from its own phone: the SDP sent to a
-  phone names that phone's leg's ports. Each m= line of a leg's SDP (:class:`MediaStream`)
-  gets one RTP/RTCP port pair from the :class:`~mediarelay.portpool.PortPool`; streams
-  pair up across legs by position (RFC 3264 §6). A re-INVITE keeps a leg's ports (RFC
-  3264 §8: m= lines are never removed, only disabled with port 0); a changed SDP address
-  is the new expected address.
+  the to-tag of the latest answer (see forks). A leg's ports receive from its own phone:
+  the SDP sent to a phone names that phone's leg's ports. Each m= line of a leg's SDP
+  (:class:`MediaStream`) gets one RTP/RTCP port pair from the
+  :class:`~mediarelay.portpool.PortPool`; streams pair up across legs by position (RFC
+  3264 §6). A re-INVITE keeps a leg's ports (RFC 3264 §8: m= lines are never removed, only
+  disabled with port 0); a changed SDP address is the new expected address.
+* **Forks** (RFC 3261 §16.7: a proxy or our edge forks the INVITE to several phones, each
+  answering with its own to-tag, RFC 3261 §12.1.2): every fork was offered the same callee
+  ports, so an answer to the caller's offer from another to-tag — a second phone's 183
+  with early media, or its 200 after the first one's 183 — takes the callee leg over: the
+  latest answerer gets the call's media, as in rtpengine. The leg is re-tagged, its SDP
+  replaced and its ports kept, so the caller's answer names the same relay ports each time
+  (rtpengine gives every fork new ones, but the edge, a B2BUA, shows the caller a single
+  dialog, and a caller keeps the first answer it gets: RFC 3261 §13.2.1). Every latch on
+  the leg is reset: the new phone sends from another address, and until it latches the
+  caller's media goes to its SDP address. The superseded phone's latched source may never
+  latch that port again (unless it is the new SDP address): its late early media is
+  dropped as :attr:`DropReason.NOT_LATCHED_PEER` instead of grabbing the port within the
+  learning window. A superseded tag names no leg: an offer from it (a re-INVITE in the
+  dead fork's dialog) is refused; an answer naming it as the to-tag is that fork
+  answering again (183s from both, then the first one's 200) and takes the leg back.
 * **Symmetric latching** (RFC 4961's motivation: a phone behind NAT is reached at the
   address it sends from, not the one its SDP names). Per local port: the first packet
   latches its source; within ``learning_window_s`` of that first packet any source may
@@ -36,7 +51,8 @@ Owns, sans-IO (no socket, no clock: ``now`` is a monotonic reading in seconds, p
   alive. :meth:`Sessions.reap` ends expired sessions, releases their ports and returns
   them so that the adapter tells the edge; :meth:`Sessions.next_deadline` is its timer.
 * **Counters** (:class:`Counters`, :class:`RelayCounters`): packets and octets forwarded
-  per direction, drops by reason, first latches and re-latches, sessions, port-pool use.
+  per direction, drops by reason, first latches, re-latches and resets by a fork's answer,
+  sessions, port-pool use.
 
 Speed: :meth:`Session.receive` runs per packet (100,000/s is the aim), so it is one dict
 lookup (local port → the port's ``_Socket``, which holds its session, leg, stream, kind
@@ -225,6 +241,8 @@ class Counters:
     drops: tuple[int, ...] = _NO_DROPS
     first_latches: int = 0
     relatches: int = 0
+    #: Callee legs taken over by another fork's answer, each resetting the leg's latches.
+    fork_resets: int = 0
 
     def __add__(self, other: Counters) -> Counters:
         return Counters(
@@ -233,6 +251,7 @@ class Counters:
             tuple(a + b for a, b in zip(self.drops, other.drops, strict=True)),
             self.first_latches + other.first_latches,
             self.relatches + other.relatches,
+            self.fork_resets + other.fork_resets,
         )
 
     def dropped(self, reason: DropReason) -> int:
@@ -262,7 +281,8 @@ class _Socket:
     """One local port of a leg's stream: what its SDP says, what was learned, where to send.
 
     ``forward``/``blocked`` describe sending *to* this port's remote side: the packets a
-    peer port receives go out through here.
+    peer port receives go out through here. ``superseded`` is what the phone of a fork
+    whose answer was superseded had latched here: it may not latch again.
     """
 
     __slots__ = (
@@ -280,6 +300,7 @@ class _Socket:
         "peer",
         "session",
         "stream",
+        "superseded",
     )
 
     def __init__(self, leg: Leg, stream: int, kind: Kind, port: int, media: MediaStream) -> None:
@@ -292,6 +313,7 @@ class _Socket:
         self.advertised = media.advertised(kind)
         self.latched: Address | None = None
         self.learn_until = 0.0
+        self.superseded: Address | None = None
         self.peer: _Socket | None = None
         self.forward = Forward(port, self.advertised)
         self.blocked: Drop | None = None
@@ -324,13 +346,37 @@ def _readvertise(sock: _Socket, media: MediaStream) -> None:
     _refresh(sock)
 
 
+def _take_over(leg: Leg, tag: str, latched: dict[_Socket, Address | None]) -> None:
+    """Give the callee's leg, its new SDP applied, to the answerer ``tag``: the first, or
+    another fork (module docstring), whose phone must latch afresh; ``latched`` is what
+    the superseded fork's phone had latched, taken before its SDP was replaced."""
+    session = leg.session
+    fork = not leg.pending
+    if fork:
+        session.superseded.add(leg.tag)
+        session.fork_resets += 1
+    session.superseded.discard(tag)
+    leg.tag = tag
+    for sock in leg._sockets():
+        if fork:
+            sock.superseded = latched.get(sock)
+            sock.latched = None
+            sock.learn_until = 0.0
+        _refresh(sock)  # the answer's SDP address, until the phone latches
+
+
 def _learn(sock: _Socket, source: Address, now: float) -> bool:
-    """Latch ``source`` if the rules allow it (module docstring); whether they did."""
+    """Latch ``source`` if the rules allow it (module docstring); whether they did.
+
+    Past the learning window a stranger costs the same two comparisons as ever: the
+    superseded fork's source is only looked at where it could otherwise latch."""
     session = sock.session
     if sock.latched is None:
+        if source == sock.superseded and source != sock.advertised:
+            return False
         sock.learn_until = now + session.config.learning_window_s
         session.first_latches += 1
-    elif now < sock.learn_until or source == sock.advertised:
+    elif source == sock.advertised or (now < sock.learn_until and source != sock.superseded):
         session.relatches += 1
     else:
         return False
@@ -414,6 +460,9 @@ class Session:
         self.callee: Leg | None = None
         self.first_latches = 0
         self.relatches = 0
+        self.fork_resets = 0
+        #: Tags whose answer a later fork's superseded: they name no leg any more.
+        self.superseded: set[str] = set()
         self._drops = list(_NO_DROPS)
         self._by_port: dict[int, _Socket] = {}
         self._timer = -1  # the sequence of its live entry in Sessions' timer heap
@@ -438,6 +487,16 @@ class Session:
     def leg(self, tag: str) -> Leg | None:
         """The leg with SIP tag ``tag``, if any (never the pending one)."""
         return next((leg for leg in self.legs if tag and leg.tag == tag), None)
+
+    def no_leg(self, tag: str) -> str:
+        """Why ``tag`` names none of this call's legs, for an error reason."""
+        if tag in self.superseded and self.callee is not None:
+            return (
+                f"tag {tag!r} answered, but a later fork's answer ({self.callee.tag!r}) "
+                "took the callee leg over"
+            )
+        legs = ", ".join(repr(leg.tag) for leg in self.legs)
+        return f"tag {tag!r} is neither of its legs ({legs})"
 
     def other_leg(self, leg: Leg) -> Leg:
         """The far side of ``leg``. A leg's own ports receive from its phone, so they go
@@ -469,7 +528,12 @@ class Session:
         """Traffic per direction, drops by reason and latching events of this call."""
         callee = self.callee.traffic() if self.callee is not None else Traffic()
         return Counters(
-            self.caller.traffic(), callee, tuple(self._drops), self.first_latches, self.relatches
+            self.caller.traffic(),
+            callee,
+            tuple(self._drops),
+            self.first_latches,
+            self.relatches,
+            self.fork_resets,
         )
 
 
@@ -606,10 +670,7 @@ class Sessions:
             return session.caller.ports
         leg = session.leg(from_tag)
         if leg is None:
-            raise NegotiationError(
-                f"offer for call {call_id!r} from tag {from_tag!r}, which is neither of its "
-                f"legs ({', '.join(repr(leg.tag) for leg in session.legs)})"
-            )
+            raise NegotiationError(f"offer for call {call_id!r}: {session.no_leg(from_tag)}")
         other = session.other_leg(leg)
         self._reserve(_missing(leg, len(media)) + _missing(other, len(media)))
         self._negotiate(leg, media)
@@ -623,32 +684,34 @@ class Sessions:
         """ng ``answer``: the answerer's (``to_tag``) SDP; returns its leg's relay ports.
 
         The first answer gives the pending callee leg its tag and SDP; a later one (to a
-        re-offer) updates a leg.
+        re-offer) updates a leg. An answer to the caller's offer from another to-tag is
+        another fork's: it takes the callee leg over, ports kept, latches reset (module
+        docstring). Raises :class:`NegotiationError` or
+        :class:`~mediarelay.portpool.PoolExhausted` having changed nothing.
         """
         session = self._calls.get(call_id)
         if session is None:
             raise UnknownCall(f"answer for unknown call-id {call_id!r}")
         offerer, leg = session.leg(from_tag), session.leg(to_tag)
         if offerer is None or offerer is leg:
+            why = "" if offerer is not None else f" ({session.no_leg(from_tag)})"
             raise NegotiationError(
                 f"answer for call {call_id!r} names from-tag {from_tag!r} and to-tag "
-                f"{to_tag!r}: the from-tag must be the offering leg, the to-tag the other"
+                f"{to_tag!r}: the from-tag must be the offering leg, the to-tag the other{why}"
             )
         if leg is None:
-            callee = session.callee
-            if callee is None or not callee.pending:
-                answered = callee.tag if callee is not None else ""
+            if offerer is not session.caller or session.callee is None:
                 raise NegotiationError(
-                    f"call {call_id!r} is already answered by tag {answered!r}; "
-                    f"a second answerer {to_tag!r} (a fork) is not supported"
+                    f"answer for call {call_id!r} to the offer of {from_tag!r} names to-tag "
+                    f"{to_tag!r}: only the caller's offer is forked; {session.no_leg(to_tag)}"
                 )
-            leg = callee
+            leg = session.callee  # pending, or answered by another fork: it takes over
+        # Read before the new SDP may reset them: the sources a superseded fork latched.
+        latched = {sock: sock.latched for sock in leg._sockets()}
         self._reserve(_missing(leg, len(media)) + _missing(offerer, len(media)))
         self._negotiate(leg, media)
-        if leg.pending:
-            leg.tag = to_tag
-            for sock in leg._sockets():
-                _refresh(sock)  # a destination at last: the answer's SDP address
+        if leg.tag != to_tag:
+            _take_over(leg, to_tag, latched)
         self._pad(offerer, len(media))
         self._touch(session, now)
         return leg.ports
