@@ -6,11 +6,14 @@ built on :mod:`contracts.ng`) runs the same sequence against both, each started 
 process on loopback: ``ping``; ``offer`` and ``answer`` for two calls, each reply's SDP
 rewritten to the relay (c= its address, m= a port of its range, ``a=rtcp`` the next one,
 the rest of the SDP kept); two-way RTP through both calls with nothing lost or crossed;
-``query``; ``delete``; and a malformed command refused with an error reason.
+``query``; ``delete``; a malformed command refused with an error reason; and a forked
+call, two phones answering one offer with their own to-tags, whose media goes to the
+latest answerer.
 """
 
 from __future__ import annotations
 
+import select
 import shutil
 import sys
 from collections.abc import Iterator
@@ -20,19 +23,20 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from contracts.ng.control import Delete, Offer, Query, expect_reply
+from contracts.ng.control import Answer, Delete, Offer, Query, expect_reply
 from contracts.sdp import parse_sdp
 from sipbench.relays import (
     RTPENGINE_CMD,
     NgClient,
     RelayError,
     free_port,
+    relay_address,
     relay_process,
     sdp_for,
     set_up,
     tear_down,
 )
-from sipbench.rtpload import Stream, run_load
+from sipbench.rtpload import Leg, Stream, run_load
 
 #: Our relay as the test run has it (source, or the compiled tree via PYTHONPATH).
 CLOUDPBX_CMD = (
@@ -111,6 +115,56 @@ def test_a_command_without_call_id_is_refused_with_a_reason(relay: tuple[str, Ng
     reply = expect_reply(client.sock.recv(65_535), b"bad1")
     assert reply.result.value == "error"
     assert reply.error_reason
+
+
+def test_the_latest_of_two_forked_answers_gets_the_media(relay: tuple[str, NgClient]) -> None:
+    """The INVITE went to two phones: one sends a 183 with SDP (to-tag early-fork, port
+    P1) and early media, then the other answers with a 200 and SDP (answering-fork, P2)."""
+    target, client = relay
+    call, early = Stream.open(0), Stream.open(1)
+    first_phone = early.callee  # P1; the second phone is call.callee, P2
+    try:
+        offer = Offer(call_id="ng-fork", from_tag="caller", sdp=sdp_for(call.caller.address[1], 0))
+        callee_port = relay_address(client.call(offer))  # what both phones were offered
+        first = client.call(
+            Answer(
+                call_id="ng-fork",
+                from_tag="caller",
+                to_tag="early-fork",
+                sdp=sdp_for(first_phone.address[1], 1),
+            )
+        )
+        first_phone.sock.sendto(first_phone.packet(), callee_port)
+        assert arrived(call.caller, 1.0), "the first phone's early media did not reach the caller"
+        second = client.call(
+            Answer(
+                call_id="ng-fork",
+                from_tag="caller",
+                to_tag="answering-fork",
+                sdp=sdp_for(call.callee.address[1], 2),
+            )
+        )
+        if target == "cloudpbx":  # rtpengine gives each fork new ports on the caller's side
+            assert relay_address(second) == relay_address(first)
+        call.callee.relay, call.caller.relay = callee_port, relay_address(second)
+        run_load([call], 0.3)  # latching
+        result = run_load([call], 1.0)
+        assert result.misrouted == 0
+        for sent, received in result.per_direction.values():
+            assert sent == received > 0
+        assert not arrived(first_phone, 0.0), "the superseded phone still gets the caller's media"
+        tear_down_one(client, "ng-fork")
+    finally:
+        call.close()
+        early.close()
+
+
+def arrived(leg: Leg, timeout_s: float) -> bool:
+    """Whether a datagram reached ``leg`` within ``timeout_s`` (read and discarded)."""
+    readable, _, _ = select.select([leg.sock], [], [], timeout_s)
+    if readable:
+        leg.sock.recv(2048)
+    return bool(readable)
 
 
 def tear_down_one(client: NgClient, call_id: str) -> None:
