@@ -11,16 +11,24 @@ Phone A's packets reach the internet from 198.51.100.10 with the router's ports;
 on the internet can reach 192.0.2.10, the address phone A writes in its SDP. That is the
 one-way audio of a phone behind a home router. :meth:`NatLab.popen` runs a command inside
 one of the namespaces. Needs root (``ip netns``, ``iptables``); no packet leaves the host.
+
+:meth:`NatLab.count_media` and :meth:`NatLab.media_counts` count, with iptables rules in a
+role's own namespace, the RTP and RTCP packets it sends to a peer, those that arrive from
+it and those a closed port refused: what really crossed the phone's own interface (for
+phone A, its private side of the NAT), not what a relay says it forwarded. The rules live
+in the lab's namespaces only, never the host's, and vanish with them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -29,6 +37,36 @@ ROUTER_LAN = "192.0.2.1"
 ROUTER_WAN = "198.51.100.10"
 PBX = "198.51.100.1"
 PHONE_B = "198.51.100.20"
+
+#: The first two bytes of a UDP payload (RFC 3550 §5.1), as u32 tests
+#: (iptables-extensions(8)): the version bits (mask 0xC0: V=2) and the payload type. RTP
+#: carrying PCMU is payload type 0 with either marker bit (mask 0x7F); RTCP is packet type
+#: 200-204 (SR, RR, SDES, BYE, APP; RFC 3550 §6.4), the first of any compound packet.
+#: Neither matches SIP (ASCII: version bits 01), CRLF keep-alives or STUN (bits 00).
+MEDIA_KINDS = {"rtp": ">>16&0xC07F=0x8000", "rtcp": ">>16&0xC0FF=0x80C8:0x80CC"}
+#: Where those bytes are: past the IP header (its IHL in 32-bit words: ``0>>22&0x3C``) and
+#: the 8-byte UDP header; in an ICMP error, past the ICMP header (8 bytes) and the quoted
+#: IP and UDP headers (Linux quotes up to 576 bytes, as RFC 1812 §4.3.2.3 asks).
+_IN_UDP = "0>>22&0x3C@8"
+_IN_ICMP = "0>>22&0x3C@8>>22&0x3C@16"
+_COUNTER = re.compile(r'^\[(\d+):(\d+)\] -A \w+ .*--comment "?cpbx-(\w+)-(\w+)"?')
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One kind of media between a role and a peer, as the role's own kernel counted it.
+
+    ``sent``: packets the role sent to the peer (before any NAT); ``arrived``: packets
+    from the peer that reached the role (after the router undid its NAT); ``refused``:
+    the role's packets that the peer answered with ICMP port unreachable, i.e. that met
+    a closed port there (a relay that has already ended the call). Bytes are IP bytes.
+    """
+
+    sent: int
+    sent_bytes: int
+    arrived: int
+    arrived_bytes: int
+    refused: int
 
 
 def _ip(*args: str) -> None:
@@ -82,6 +120,41 @@ class NatLab:
             text=True,
         )
         return done.stdout
+
+    def count_media(self, role: str, peer: str | None = None) -> None:
+        """Count RTP (PCMU) and RTCP between ``role`` and ``peer`` (None: anyone), in
+        ``role``'s namespace, once per role; :meth:`media_counts` reads the counts.
+
+        Rules without a target in the filter table, so they count and let everything
+        through: OUTPUT (sent), INPUT (arrived; and ICMP port unreachable quoting our
+        packets: refused). They go with the namespace.
+        """
+        for kind, test in MEDIA_KINDS.items():
+            udp = ["-p", "udp", "-m", "u32", "--u32", _IN_UDP + test]
+            icmp = ["-p", "icmp", "--icmp-type", "port-unreachable", "-m", "u32"]
+            icmp += ["--u32", _IN_ICMP + test]
+            for chain, count, end, match in (
+                ("OUTPUT", "sent", "-d", udp),
+                ("INPUT", "arrived", "-s", udp),
+                ("INPUT", "refused", "-s", icmp),
+            ):
+                where = [end, peer] if peer is not None else []
+                comment = ["-m", "comment", "--comment", f"cpbx-{kind}-{count}"]
+                self.exec(role, "iptables", "-A", chain, *where, *match, *comment)
+
+    def media_counts(self, role: str) -> dict[str, Flow]:
+        """What :meth:`count_media` has counted in ``role``'s namespace so far, by kind."""
+        found: dict[tuple[str, str], tuple[int, int]] = {}
+        for line in self.exec(role, "iptables-save", "-c", "-t", "filter").splitlines():
+            if matched := _COUNTER.match(line):
+                packets, octets, kind, count = matched.groups()
+                found[kind, count] = (int(packets), int(octets))
+        return {
+            kind: Flow(
+                *found[kind, "sent"], *found[kind, "arrived"], refused=found[kind, "refused"][0]
+            )
+            for kind in MEDIA_KINDS
+        }
 
     def popen(
         self, role: str, argv: Sequence[str], cwd: Path | None = None
