@@ -10,9 +10,15 @@ both record what they hear (``sndfile``).
 
 * ``media: {anchor: false}``: B hears A's tone; A hears nothing — B's RTP goes to the
   private address in A's SDP. The one-way audio of a phone behind a home router.
-* Anchoring on: both hear the other's tone for the whole call. Loss is measured from
-  the recordings (samples heard against samples the other phone sent) and from the
-  relay's counters (packets relayed each way, drops, send errors).
+* Anchoring on: both hear the other's tone for the whole call. Loss is measured where
+  the packets arrive: iptables counters in each phone's own namespace
+  (:meth:`NatLab.count_media`; for A, behind its NAT) count the RTP each phone sent to
+  198.51.100.1 and the RTP that arrived from it. Two parts of it no relay can avoid,
+  counted apart: what B sends before A's first packet (the relay learns A's public
+  address only from it, and sends to the private one in A's SDP until then: the relay's
+  send errors), and what a phone sends after the relay ended the call at the hang-up's
+  BYE (refused: the sender gets ICMP port unreachable). The recordings (samples heard
+  against samples sent) and the relay's counters are checked as well.
 
 baresip's ctrl_tcp listens on 127.0.0.1 *inside* a phone's namespace, so each phone is
 driven by ``bench/sipbench/netns_phone.py`` started in that namespace, which writes a
@@ -21,6 +27,7 @@ JSON result and leaves the recordings in the test's folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -37,7 +44,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from sipbench.baresip import analyse_tone, read_wav, write_tone_wav
-from sipbench.natlab import PBX, PHONE_A, PHONE_B, NatLab
+from sipbench.natlab import PBX, PHONE_A, PHONE_B, Flow, NatLab
 
 from .conftest import PASSWORDS, write_tenant
 
@@ -47,8 +54,11 @@ A_TONE, B_TONE = 440, 1000
 CALL_SECONDS = 20.0
 NG_PORT, METRICS_PORT = 2223, 9161
 RELAY_PORTS = "30000-30999"
-#: 20 ms of PCMU at 8 kHz: one RTP packet.
-PACKET_SAMPLES = 160
+#: 20 ms of PCMU at 8 kHz: one RTP packet, of IP 20 + UDP 8 + RTP 12 + 160 bytes.
+PACKET_SAMPLES, PACKET_BYTES = 160, 200
+#: Packets B sends before A's first one latches it; packets sent after the relay ended
+#: the call: the few of a call's edges, never a gap in it.
+FEW_PACKETS = 5
 #: 100 ms blocks of analyse_tone: the tone must fill 95 % of the call.
 LOUD_BLOCKS = int(0.95 * CALL_SECONDS * 10)
 
@@ -223,6 +233,39 @@ def test_without_anchoring_only_b_hears(
     )
 
 
+def rtp_loss(
+    sender: dict[str, Flow], receiver: dict[str, Flow], pre_latch: int
+) -> dict[str, float]:
+    """One direction's RTP as the phones' own kernels counted it, and its loss: in total,
+    after latching (without the ``pre_latch`` packets the relay could not send yet), and
+    while relayed (also without those sent after the relay ended the call: refused)."""
+    sent, refused, arrived = sender["rtp"].sent, sender["rtp"].refused, receiver["rtp"].arrived
+    return {
+        "sent": sent,
+        "arrived": arrived,
+        "pre_latch": pre_latch,
+        "refused_after_end": refused,
+        "loss_total": 1 - arrived / sent,
+        "loss_after_latching": 1 - arrived / (sent - pre_latch),
+        "loss_while_relayed": 1 - arrived / (sent - pre_latch - refused),
+    }
+
+
+def phone_loss(a: dict[str, Flow], b: dict[str, Flow], send_errors: int) -> dict[str, Any]:
+    """Both directions of RTP; the relay's send errors are B's packets before A latched.
+
+    Only A's address is unknown to the relay before A's first packet (B's SDP names B's
+    real one), so every send error is a packet of B's to A, RTP or RTCP (A's RTCP port
+    latches on A's first RTCP). The errors are charged to B's RTCP that did not arrive
+    first, the rest to its RTP: that never understates RTP loss.
+    """
+    rtcp_missing = b["rtcp"].sent - b["rtcp"].refused - a["rtcp"].arrived
+    return {
+        "A_to_B": rtp_loss(a, b, 0),
+        "B_to_A": rtp_loss(b, a, send_errors - rtcp_missing) | {"rtcp_pre_latch": rtcp_missing},
+    }
+
+
 def test_with_anchoring_both_hear(
     lab: NatLab, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
@@ -231,8 +274,11 @@ def test_with_anchoring_both_hear(
         relay(lab, tmp_path / "relay.log"),
         edge(lab, tmp_path, tenant, f"{tenant}.pbx.test", anchor=True),
     ):
+        for role in ("pha", "phb"):
+            lab.count_media(role, PBX)  # A's own view, behind its NAT
         a, b = call(lab, tmp_path, f"{tenant}.pbx.test")
         relayed = relay_totals(lab, 1)
+        counted = {"A": lab.media_counts("pha"), "B": lab.media_counts("phb")}
     assert a["call_seconds"] >= CALL_SECONDS
     # Nothing dropped at the relay: both phones latched, nobody else sent.
     drops = {key: value for key, value in relayed.items() if key.startswith("relay_drops")}
@@ -245,13 +291,16 @@ def test_with_anchoring_both_hear(
         heard = analyse_tone(phone["heard"], far_hz)
         assert heard.present(min_share=0.9, min_loud_blocks=LOUD_BLOCKS), (name, heard)
         assert analyse_tone(phone["heard"], own_hz).median_share < 0.01
-        # Loss: the RTP packets the other phone sent (its encoded samples / 160) against
-        # the packets the relay forwarded to this phone (RTP, plus RTCP every ~5 s) ...
+        # What this phone encoded is what its kernel saw leave: 20 ms PCMU packets.
+        encoded = samples(phone["sent"]) // PACKET_SAMPLES
+        own = counted[name]["rtp"]
+        assert abs(own.sent - encoded) <= 2, (name, encoded, own)
+        assert own.sent_bytes == own.sent * PACKET_BYTES, (name, own)
+        # The relay forwarded the other's RTP (plus RTCP every ~5 s) to this phone ...
         sent = samples(other["sent"]) // PACKET_SAMPLES
         forwarded = relayed[f'relay_packets_total{{direction="{direction}"}}']
         assert sent * 0.999 <= forwarded <= sent + 20, (name, sent, forwarded)
-        # ... and against the packets this phone decoded: what is missing there is mostly
-        # what its jitter buffer still held at the hang-up (baresip keeps 5-10 packets).
+        # ... and it decoded nearly all: its jitter buffer holds 5-10 packets at the hang-up.
         decoded = samples(phone["heard"]) // PACKET_SAMPLES
         assert decoded >= sent - 15, (name, sent, decoded)
         numbers[name] = {
@@ -260,6 +309,19 @@ def test_with_anchoring_both_hear(
             "forwarded_by_relay": forwarded,
             "decoded": decoded,
         }
-    # Kernel send errors: at most the few packets B sent before A's first one latched A.
-    assert relayed["relay_send_errors_total"] <= 10, relayed
+    numbers["counted"] = {
+        name: {kind: dataclasses.asdict(flow) for kind, flow in flows.items()}
+        for name, flows in counted.items()
+    }
+    send_errors = int(relayed["relay_send_errors_total"])
+    loss = phone_loss(counted["A"], counted["B"], send_errors)
+    numbers["rtp"] = loss
     measured(tmp_path, record_property, **numbers)
+    # The few packets B sent before A's first one, all lost, and no more: every send error
+    # of the relay is a packet A lacks (loss_while_relayed >= 0) and RTCP got no others.
+    assert send_errors <= FEW_PACKETS, loss
+    assert 0 <= loss["B_to_A"]["pre_latch"] <= send_errors, loss
+    for way, rtp in loss.items():
+        # After the hang-up's BYE the relay has closed the call's ports: a tail, no gap.
+        assert rtp["refused_after_end"] <= FEW_PACKETS, (way, rtp)
+        assert 0 <= rtp["loss_while_relayed"] < 0.001, (way, rtp)  # under 0.1 %
