@@ -212,8 +212,11 @@ def test_without_anchoring_only_b_hears(
         relay(lab, tmp_path / "relay.log"),
         edge(lab, tmp_path, tenant, f"{tenant}.pbx.test", anchor=False),
     ):
+        for role in ("pha", "phb"):
+            lab.count_media(role)  # to and from anyone: the phones talk directly
         a, b = call(lab, tmp_path, f"{tenant}.pbx.test")
         relayed = relay_metrics(lab)
+        counted = {"A": lab.media_counts("pha"), "B": lab.media_counts("phb")}
     assert a["call_seconds"] >= CALL_SECONDS
     # B hears A's tone through the router's NAT: A sends to B's public address.
     heard_by_b = analyse_tone(b["heard"], A_TONE)
@@ -230,7 +233,14 @@ def test_without_anchoring_only_b_hears(
         heard_by_b=heard_by_b,
         heard_by_a=heard_by_a,
         samples_heard_by_a=samples(a["heard"]),
+        counted={name: dataclasses.asdict(flows["rtp"]) for name, flows in counted.items()},
     )
+    # Counted in the phones' namespaces: A's RTP reaches B, not one packet reaches A (B's
+    # kernel has no route to a private address: B's RTP never even leaves).
+    a_rtp, b_rtp = counted["A"]["rtp"], counted["B"]["rtp"]
+    assert a_rtp.sent >= CALL_SECONDS * 50 * 0.99, a_rtp
+    assert b_rtp.arrived >= a_rtp.sent - a_rtp.refused, (a_rtp, b_rtp)
+    assert a_rtp.arrived == 0, a_rtp
 
 
 def rtp_loss(
