@@ -14,9 +14,10 @@ one of the namespaces. Needs root (``ip netns``, ``iptables``); no packet leaves
 
 :meth:`NatLab.count_media` and :meth:`NatLab.media_counts` count, with iptables rules in a
 role's own namespace, the RTP and RTCP packets it sends to a peer, those that arrive from
-it and those a closed port refused: what really crossed the phone's own interface (for
-phone A, its private side of the NAT), not what a relay says it forwarded. The rules live
-in the lab's namespaces only, never the host's, and vanish with them.
+it, those a closed port refused and those sent after the hang-up: what really crossed
+the phone's own interface (for phone A, the private side of its NAT), not what a relay
+says it forwarded. The rules live in the lab's namespaces only, never the host's, and
+vanish with them.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ MEDIA_KINDS = {"rtp": ">>16&0xC07F=0x8000", "rtcp": ">>16&0xC0FF=0x80C8:0x80CC"}
 #: IP and UDP headers (Linux quotes up to 576 bytes, as RFC 1812 §4.3.2.3 asks).
 _IN_UDP = "0>>22&0x3C@8"
 _IN_ICMP = "0>>22&0x3C@8>>22&0x3C@16"
+#: A SIP request whose method is BYE (RFC 3261 §15.1): the payload starts "BYE ".
+_BYE = "=0x42594520"
+#: Once a BYE has passed, this ``recent`` list of the role's namespace has an entry; the
+#: mask makes every address the same one, so a BYE to the edge marks RTP to a relay.
+_HUNG_UP = ["-m", "recent", "--name", "cpbx-hung-up", "--mask", "0.0.0.0"]
 _COUNTER = re.compile(r'^\[(\d+):(\d+)\] -A \w+ .*--comment "?cpbx-(\w+)-(\w+)"?')
 
 
@@ -59,7 +65,9 @@ class Flow:
     ``sent``: packets the role sent to the peer (before any NAT); ``arrived``: packets
     from the peer that reached the role (after the router undid its NAT); ``refused``:
     the role's packets that the peer answered with ICMP port unreachable, i.e. that met
-    a closed port there (a relay that has already ended the call). Bytes are IP bytes.
+    a closed port there (a relay that has already ended the call); ``after_bye``: those
+    of ``sent`` that left after a BYE left or reached the role, the hang-up's tail.
+    Bytes are IP bytes.
     """
 
     sent: int
@@ -67,6 +75,7 @@ class Flow:
     arrived: int
     arrived_bytes: int
     refused: int
+    after_bye: int
 
 
 def _ip(*args: str) -> None:
@@ -126,21 +135,26 @@ class NatLab:
         ``role``'s namespace, once per role; :meth:`media_counts` reads the counts.
 
         Rules without a target in the filter table, so they count and let everything
-        through: OUTPUT (sent), INPUT (arrived; and ICMP port unreachable quoting our
-        packets: refused). They go with the namespace.
+        through: OUTPUT (sent; and sent after the hang-up, once a SIP BYE left or reached
+        the role, marked with the ``recent`` match), INPUT (arrived; and ICMP port
+        unreachable quoting the role's packets: refused). They go with the namespace.
         """
+        where = {"-d": [], "-s": []} if peer is None else {"-d": ["-d", peer], "-s": ["-s", peer]}
+        bye = ["-p", "udp", "-m", "u32", "--u32", _IN_UDP + _BYE, *_HUNG_UP, "--set"]
+        self.exec(role, "iptables", "-A", "OUTPUT", *where["-d"], *bye, "--rdest")
+        self.exec(role, "iptables", "-A", "INPUT", *where["-s"], *bye, "--rsource")
         for kind, test in MEDIA_KINDS.items():
             udp = ["-p", "udp", "-m", "u32", "--u32", _IN_UDP + test]
             icmp = ["-p", "icmp", "--icmp-type", "port-unreachable", "-m", "u32"]
             icmp += ["--u32", _IN_ICMP + test]
             for chain, count, end, match in (
                 ("OUTPUT", "sent", "-d", udp),
+                ("OUTPUT", "late", "-d", [*udp, *_HUNG_UP, "--rcheck", "--rdest"]),
                 ("INPUT", "arrived", "-s", udp),
                 ("INPUT", "refused", "-s", icmp),
             ):
-                where = [end, peer] if peer is not None else []
                 comment = ["-m", "comment", "--comment", f"cpbx-{kind}-{count}"]
-                self.exec(role, "iptables", "-A", chain, *where, *match, *comment)
+                self.exec(role, "iptables", "-A", chain, *where[end], *match, *comment)
 
     def media_counts(self, role: str) -> dict[str, Flow]:
         """What :meth:`count_media` has counted in ``role``'s namespace so far, by kind."""
@@ -151,7 +165,10 @@ class NatLab:
                 found[kind, count] = (int(packets), int(octets))
         return {
             kind: Flow(
-                *found[kind, "sent"], *found[kind, "arrived"], refused=found[kind, "refused"][0]
+                *found[kind, "sent"],
+                *found[kind, "arrived"],
+                refused=found[kind, "refused"][0],
+                after_bye=found[kind, "late"][0],
             )
             for kind in MEDIA_KINDS
         }
