@@ -1,14 +1,22 @@
 """The media sockets: one UDP socket per local port the sessions hold, packets in and out.
 
-Per datagram (the hot path, 100,000/s is the aim): the first octet says what it is (RFC
-7983 §7, inlined for speed: :mod:`mediarelay.demux` is the table). RTP and RTCP of at
-least a fixed header (12 and 8 octets, RFC 3550 §5.1, §6.4; RFC 5761 §4 tells them apart)
-go to
+Per datagram (the hot path, 100,000/s is the aim): the socket is read straight from the
+loop's poller (``add_reader``), one datagram per wake-up, into one reused buffer, and
+sent on as a slice of it. That is an asyncio datagram transport's work minus what a
+relay does not need: reading until EAGAIN (a failing system call for nearly every
+packet at 50 packets/s per stream), a new bytes object per packet, and a protocol
+callback between the two. Measured with ``bench/relay.py`` on the compiled relay: 8.7
+µs per packet through uvloop's transports, 7.7 µs this way.
+
+The first octet says what a datagram is (RFC 7983 §7, inlined for speed:
+:mod:`mediarelay.demux` is the table). RTP and RTCP of at least a fixed header (12 and 8
+octets, RFC 3550 §5.1, §6.4; RFC 5761 §4 tells them apart) go to
 :meth:`~mediarelay.session.Sessions.receive`, and a :class:`~mediarelay.session.Forward`
 is sent at once from the socket it names; a drop is counted there. STUN gets its Binding
 answer (:func:`mediarelay.stun.answer_binding`) from the same port, as ICE needs. The rest
 (DTLS, ZRTP, TURN channel data, garbage, truncated headers) is dropped and counted: this
-relay does not terminate DTLS. Nothing a peer sends can raise out of here.
+relay does not terminate DTLS. A send the kernel refuses, or an ICMP error it reports on
+a later read, counts as a send error. Nothing a peer sends can raise out of here.
 """
 
 from __future__ import annotations
@@ -16,35 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from functools import partial
-from typing import cast
+from typing import Any
 
 from mediarelay.metrics import AdapterCounters
 from mediarelay.session import Forward, Sessions
 from mediarelay.stun import answer_binding
 
 log = logging.getLogger("mediarelay.media")
-
-
-class MediaPort(asyncio.DatagramProtocol):
-    """One local port: hands every datagram to the plane with the port's number."""
-
-    __slots__ = ("plane", "port", "transport")
-
-    def __init__(self, plane: MediaPlane, port: int) -> None:
-        self.plane = plane
-        self.port = port
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's UDP transport is not an asyncio.DatagramTransport subclass: cast.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.plane.packet(self.port, data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self.plane.send_errors += 1  # e.g. ICMP port unreachable from a phone that left
 
 
 class MediaPlane:
@@ -59,15 +45,20 @@ class MediaPlane:
         self.bind = bind
         self.sessions: Sessions | None = None  # set by the relay once both exist
         self._family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-        #: Bound by :meth:`claim`, not yet serving (:meth:`open` turns them into transports).
+        #: Bound by :meth:`claim`, not yet serving (:meth:`open` starts reading them).
         self._claimed: dict[int, socket.socket] = {}
-        self._transports: dict[int, asyncio.DatagramTransport] = {}
+        #: Serving: read by the loop's poller (:meth:`_readable`).
+        self._serving: dict[int, socket.socket] = {}
+        #: Every datagram is read into this one buffer (a UDP payload is at most 65,507
+        #: octets) and handled before the next read.
+        self._buffer = bytearray(65536)
+        self._view = memoryview(self._buffer)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stun_answered = self.stun_dropped = self.malformed = self.send_errors = 0
 
     @property
     def open_ports(self) -> int:
-        return len(self._transports)
+        return len(self._serving)
 
     def counters(self) -> AdapterCounters:
         return AdapterCounters(
@@ -103,27 +94,45 @@ class MediaPlane:
             sock = self._claimed.pop(port, None)
             if sock is None:
                 continue  # serving already, or released meanwhile
-            transport, _ = await loop.create_datagram_endpoint(
-                partial(MediaPort, self, port), sock=sock
-            )
-            self._transports[port] = transport
+            loop.add_reader(sock.fileno(), self._readable, sock, port)
+            self._serving[port] = sock
+
+    def _stop_reading(self, fd: int) -> None:
+        # Typed for asyncio's loop, whose remove_reader returns a bool; uvloop's returns
+        # None (and compiled code checks return types), so the result is never looked at.
+        loop: Any = self._loop
+        loop.remove_reader(fd)
 
     def close(self, ports: tuple[int, ...]) -> None:
         for port in ports:
-            transport = self._transports.pop(port, None)
-            if transport is not None:
-                transport.close()
-            sock = self._claimed.pop(port, None)
+            sock = self._serving.pop(port, None)
+            if sock is not None:
+                self._stop_reading(sock.fileno())
+            else:
+                sock = self._claimed.pop(port, None)
             if sock is not None:
                 sock.close()
 
     def close_all(self) -> None:
-        self.close((*self._transports, *self._claimed))
+        self.close((*self._serving, *self._claimed))
 
-    def packet(self, port: int, data: bytes, addr: tuple[str | int, ...]) -> None:
+    def _readable(self, sock: socket.socket, port: int) -> None:
+        """One datagram per wake-up: the poller calls again while more wait, and reading
+        until EAGAIN would cost a failing system call on almost every packet."""
+        buffer = self._buffer
+        try:
+            size, addr = sock.recvfrom_into(buffer)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.send_errors += 1  # an ICMP error for an earlier send (a phone that left)
+            return
+        self.packet(port, self._view[:size], addr)
+
+    def packet(self, port: int, data: memoryview | bytes, addr: tuple[str | int, ...]) -> None:
         """One datagram that reached local ``port`` from ``addr``."""
-        first = data[0] if data else 0
         size = len(data)
+        first = data[0] if size else 0
         # RTP has a 12-octet header; RTCP (packet types 192-223 in the second octet, RFC
         # 5761 §4) an 8-octet one.
         if 128 <= first <= 191 and (size >= 12 or (size >= 8 and 192 <= data[1] <= 223)):
@@ -138,19 +147,25 @@ class MediaPlane:
                 self._loop.time(),
             )
             if type(decision) is Forward:
-                out = self._transports.get(decision.from_port)
+                out = self._serving.get(decision.from_port)
                 if out is not None:
-                    out.sendto(data, decision.destination)
-        elif first < 4 and data:
-            self._stun(port, data, addr)
+                    try:
+                        out.sendto(data, decision.destination)
+                    except OSError:
+                        self.send_errors += 1
+        elif first < 4 and size:
+            self._stun(port, bytes(data), addr)
         else:
             self.malformed += 1
 
     def _stun(self, port: int, data: bytes, addr: tuple[str | int, ...]) -> None:
         answer = answer_binding(data, (str(addr[0]), int(addr[1])))
-        transport = self._transports.get(port)
-        if answer is None or transport is None:
+        sock = self._serving.get(port)
+        if answer is None or sock is None:
             self.stun_dropped += 1
             return
         self.stun_answered += 1
-        transport.sendto(answer, addr)
+        try:
+            sock.sendto(answer, addr)
+        except OSError:
+            self.send_errors += 1
