@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import re
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from contracts.manifest import ManifestError, compile_tenant, manifest_path
-from contracts.snapshot import Extension, Limits, MediaPolicy, TenantSnapshot
+from contracts.snapshot import BillingPlan, Extension, Limits, MediaPolicy, TenantSnapshot
 
 PASSWORDS = {"front-desk": "Tr0ub4dor&3-front", "ceo": "correct horse battery staple"}
 SECRETS = {"acme-sip": PASSWORDS}
@@ -175,7 +176,7 @@ FAULTS: list[tuple[str, object, str]] = [
     (
         "spec.domian",
         "x.example",
-        "unknown field (expected: aliases, domain, enabled, extensions, limits, media)",
+        "unknown field (expected: aliases, billing, domain, enabled, extensions, limits, media)",
     ),
     ("spec.domain", DROP, "is required"),
     ("spec.domain", 42, "must be a string, not 42"),
@@ -290,3 +291,106 @@ def test_passwords_appear_nowhere_in_the_snapshot() -> None:
 )
 def test_manifest_path_of_each_snapshot_field(snapshot_path: str, path: str) -> None:
     assert manifest_path(snapshot_path) == path
+
+
+def trial(**fields: Any) -> dict[str, Any]:
+    """The manifest on a trial plan (without its concurrent-call limit: the trial's is 1)."""
+    document = manifest()
+    del document["spec"]["limits"]["maxConcurrentCalls"]
+    document["spec"]["billing"] = {"plan": "trial", "currency": "EUR", **fields}
+    return document
+
+
+def test_no_billing_section_is_a_postpaid_tenant() -> None:
+    assert compile_tenant(manifest(), SECRETS).billing == BillingPlan()
+
+
+def test_a_trial_takes_the_trial_defaults_and_one_call_at_a_time() -> None:
+    snapshot = compile_tenant(trial(), SECRETS)
+    assert snapshot.billing == BillingPlan(
+        plan="trial", currency="EUR", call_limit_s=60, daily_minutes=60
+    )
+    assert snapshot.limits.max_concurrent_calls == 1
+
+
+@pytest.mark.parametrize(
+    ("expires", "epoch_s"),
+    [
+        (datetime.date(2026, 12, 31), 1_798_761_600),  # YAML's date: the end of that day, UTC
+        ("2026-12-31", 1_798_761_600),
+        ("2026-12-31T12:00:00+01:00", 1_798_714_800),
+        ("2026-12-31T11:00:00Z", 1_798_714_800),
+    ],
+)
+def test_a_trial_says_its_limits_and_when_it_ends(expires: object, epoch_s: int) -> None:
+    document = trial(
+        trial={
+            "callLimitSeconds": 90,
+            "dailyMinutes": 30,
+            "verifiedNumbers": ["4915112345678"],
+            "expires": expires,
+        }
+    )
+    billing = compile_tenant(document, SECRETS).billing
+    assert (billing.call_limit_s, billing.daily_minutes) == (90, 30)
+    assert billing.verified_numbers == ("4915112345678",)
+    assert billing.expires_at_s == epoch_s
+
+
+@pytest.mark.parametrize(
+    ("document", "path", "message"),
+    [
+        (
+            trial(plan="gold"),
+            "spec.billing.plan",
+            "must be one of prepaid, postpaid, trial, not 'gold'",
+        ),
+        (
+            trial(currency="euro"),
+            "spec.billing.currency",
+            "must be an ISO 4217 code (three capitals)",
+        ),
+        (trial(extra=1), "spec.billing.extra", "unknown field (expected: currency, plan, trial)"),
+        (
+            trial(trial={"callLimitSeconds": 0}),
+            "spec.billing.trial.callLimitSeconds",
+            "must be between 1 and 86400, not 0",
+        ),
+        (
+            trial(trial={"verifiedNumbers": ["+4915112345678"]}),
+            "spec.billing.trial.verifiedNumbers[0]",
+            "must be E.164 digits without +",
+        ),
+        (
+            trial(trial={"expires": "31.12.2026"}),
+            "spec.billing.trial.expires",
+            "must be a date (2026-12-31) or a timestamp with offset, not '31.12.2026'",
+        ),
+        (
+            trial(trial={"expires": "2026-12-31T12:00:00"}),
+            "spec.billing.trial.expires",
+            "a timestamp must say its offset (Z or +01:00)",
+        ),
+        (
+            trial(trial={"minutes": 5}),
+            "spec.billing.trial.minutes",
+            "unknown field (expected: callLimitSeconds, dailyMinutes, expires, verifiedNumbers)",
+        ),
+        (
+            {**trial(), "spec": {**trial()["spec"], "limits": {"maxConcurrentCalls": 3}}},
+            "spec.limits.maxConcurrentCalls",
+            "must be 1 on a trial plan (one call at a time)",
+        ),
+        (
+            changed("spec.billing", {"plan": "prepaid", "trial": {"dailyMinutes": 5}}),
+            "spec.billing.trial",
+            "is only for plan 'trial'",
+        ),
+    ],
+)
+def test_a_bad_billing_section_names_the_field(
+    document: dict[str, Any], path: str, message: str
+) -> None:
+    with pytest.raises(ManifestError) as caught:
+        compile_tenant(document, SECRETS)
+    assert (caught.value.path, caught.value.message) == (path, message)

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.snapshot import (
+    BillingPlan,
     Extension,
     Limits,
     MediaPolicy,
@@ -58,10 +59,18 @@ GOLDEN = TenantSnapshot(
         max_expires_s=7200,
         default_expires_s=1800,
         max_contacts_per_aor=3,
-        max_concurrent_calls=10,
+        max_concurrent_calls=1,
         ring_timeout_s=25,
     ),
     media=MediaPolicy(anchor=False),
+    billing=BillingPlan(
+        plan="trial",
+        currency="EUR",
+        call_limit_s=90,
+        verified_numbers=("4915112345678",),
+        daily_minutes=30,
+        expires_at_s=1_798_761_600,
+    ),
     enabled=False,
 )
 
@@ -86,7 +95,8 @@ def test_golden_file_decodes_to_the_snapshot() -> None:
 def test_golden_file_field_names() -> None:
     document = golden_document()
     assert sorted(document) == [
-        "aliases", "domain", "enabled", "extensions", "limits", "media", "name", "uid", "version",
+        "aliases", "billing", "domain", "enabled", "extensions", "limits", "media", "name",
+        "uid", "version",
     ]  # fmt: skip
     assert sorted(document["extensions"][0]) == [
         "display_name", "ha1_md5", "ha1_sha256", "max_contacts", "number",
@@ -96,11 +106,14 @@ def test_golden_file_field_names() -> None:
         "max_expires_s", "min_expires_s", "ring_timeout_s",
     ]  # fmt: skip
     assert document["media"] == {"anchor": False}
+    assert sorted(document["billing"]) == [
+        "call_limit_s", "currency", "daily_minutes", "expires_at_s", "plan", "verified_numbers",
+    ]  # fmt: skip
 
 
 def test_canonical_text_has_sorted_keys_no_spaces_and_raw_utf8() -> None:
     text = GOLDEN.to_json()
-    assert text.startswith('{"aliases":["10.0.0.5","[2001:db8::5]"],"domain":"sip.acme.example"')
+    assert text.startswith('{"aliases":["10.0.0.5","[2001:db8::5]"],"billing":{"call_limit_s":90,')
     assert ": " not in text
     assert ", " not in text
     assert "Zoë" in text
@@ -285,6 +298,16 @@ BAD_VALUES: list[tuple[str, object, str]] = [
     ("limits.default_expires_s", 60, "must be between 120 and 7200, not 60"),
     ("limits.max_contacts_per_aor", 0, "must be between 1 and 1000, not 0"),
     ("limits.max_concurrent_calls", -1, "must be between 0 and 1000000, not -1"),
+    ("limits.max_concurrent_calls", 2, "must be 1 on a trial plan (one call at a time)"),
+    ("billing", None, "must be an object, not null"),
+    ("billing.plan", "free", "must be one of prepaid, postpaid, trial, not 'free'"),
+    ("billing.currency", "eur", "must be an ISO 4217 code (three capitals)"),
+    ("billing.call_limit_s", 0, "must be between 1 and 86400, not 0"),
+    ("billing.daily_minutes", 1441, "must be between 1 and 1440, not 1441"),
+    ("billing.expires_at_s", -1, "must be between 0 and 9223372036854775807, not -1"),
+    ("billing.verified_numbers", "4915112345678", "must be a list, not a string"),
+    ("billing.verified_numbers[0]", "+4915112345678", "must be E.164 digits without +"),
+    ("billing.verified_numbers[0]", "0301234567", "must be E.164 digits without +"),
     ("limits.ring_timeout_s", 0, "must be between 1 and 600, not 0"),
     ("media.anchor", "yes", "must be a boolean, not a string"),
     ("enabled", 1, "must be a boolean, not an integer"),
@@ -413,3 +436,17 @@ def test_reordered_keys_and_whitespace_decode_to_the_same_canonical_text(
     shuffled = dict(data.draw(st.permutations(list(document.items()))))
     text = json.dumps(shuffled, indent=data.draw(st.sampled_from([None, 1, 4])))
     assert TenantSnapshot.from_json(text).to_json() == snapshot.to_json()
+
+
+def test_only_a_trial_plan_has_trial_limits() -> None:
+    assert not BillingPlan().trial
+    assert not BillingPlan().cuts_off  # postpaid: billed afterwards, never cut off
+    assert BillingPlan(plan="prepaid").cuts_off
+    with pytest.raises(
+        SnapshotError, match="call_limit_s: is a trial setting, not one of plan 'prepaid'"
+    ):
+        BillingPlan(plan="prepaid", call_limit_s=60)
+    with pytest.raises(
+        SnapshotError, match="verified_numbers: is a trial setting, not one of plan 'postpaid'"
+    ):
+        BillingPlan(plan="postpaid", verified_numbers=("4915112345678",))

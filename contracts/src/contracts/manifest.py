@@ -18,12 +18,16 @@ callers.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from contracts.snapshot import (
+    DEFAULT_TRIAL_CALL_LIMIT_S,
+    DEFAULT_TRIAL_DAILY_MINUTES,
+    BillingPlan,
     Extension,
     Limits,
     MediaPolicy,
@@ -48,7 +52,15 @@ LIMIT_FIELDS: Mapping[str, str] = {
 }
 #: ``spec.media`` key → :class:`MediaPolicy` field.
 MEDIA_FIELDS: Mapping[str, str] = {"anchor": "anchor"}
-_SPEC_KEYS = frozenset({"domain", "aliases", "enabled", "media", "limits", "extensions"})
+#: ``spec.billing`` keys; ``spec.billing.trial`` key → :class:`BillingPlan` field.
+_BILLING_KEYS = frozenset({"plan", "currency", "trial"})
+TRIAL_FIELDS: Mapping[str, str] = {
+    "callLimitSeconds": "call_limit_s",
+    "dailyMinutes": "daily_minutes",
+    "verifiedNumbers": "verified_numbers",
+    "expires": "expires_at_s",
+}
+_SPEC_KEYS = frozenset({"domain", "aliases", "enabled", "media", "limits", "extensions", "billing"})
 _EXTENSION_KEYS = frozenset({"number", "displayName", "maxContacts", "passwordSecretRef"})
 _SECRET_REF_KEYS = frozenset({"name", "key"})
 
@@ -63,10 +75,16 @@ _SOURCES: Mapping[str, str] = {
     "extensions": "spec.extensions",
     "limits": "spec.limits",
     "media": "spec.media",
+    "billing": "spec.billing",
 }
 _NESTED_SOURCES: Mapping[str, Mapping[str, str]] = {
     "limits": {field: key for key, field in LIMIT_FIELDS.items()},
     "media": {field: key for key, field in MEDIA_FIELDS.items()},
+    "billing": {
+        "plan": "plan",
+        "currency": "currency",
+        **{field: f"trial.{key}" for key, field in TRIAL_FIELDS.items()},
+    },
     "extensions": {
         "number": "number",
         "display_name": "displayName",
@@ -101,7 +119,8 @@ def compile_tenant(
     metadata = _mapping(_required(root, "metadata", ""), "metadata")
     spec = _mapping(_required(root, "spec", ""), "spec", _SPEC_KEYS)
     domain = _domain(spec)
-    limits = _limits(spec)
+    billing = _billing(spec)
+    limits = _limits(spec, billing)
     extensions = _extensions(spec, domain, limits, secrets)
     with _snapshot_errors(""):
         return TenantSnapshot(
@@ -113,6 +132,7 @@ def compile_tenant(
             extensions=extensions,
             limits=limits,
             media=_media(spec),
+            billing=billing,
             enabled=spec.get("enabled", True),
         )
 
@@ -143,10 +163,64 @@ def _aliases(spec: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(normalize_host(alias) for alias in aliases)
 
 
-def _limits(spec: Mapping[str, Any]) -> Limits:
+def _limits(spec: Mapping[str, Any], billing: BillingPlan) -> Limits:
     section = _mapping(spec.get("limits", {}), "spec.limits", LIMIT_FIELDS)
+    values = {LIMIT_FIELDS[key]: value for key, value in section.items()}
+    if billing.trial:  # one call at a time, unless the spec says otherwise (and fails)
+        values.setdefault("max_concurrent_calls", 1)
     with _snapshot_errors("limits"):
-        return Limits(**{LIMIT_FIELDS[key]: value for key, value in section.items()})
+        return Limits(**values)
+
+
+def _billing(spec: Mapping[str, Any]) -> BillingPlan:
+    """``spec.billing``: the plan and currency; a trial's limits under ``trial``, with
+    the trial defaults (60 s a call, 60 minutes a day)."""
+    section = _mapping(spec.get("billing", {}), "spec.billing", _BILLING_KEYS)
+    values: dict[str, Any] = {key: section[key] for key in ("plan", "currency") if key in section}
+    if values.get("plan") == "trial":
+        values["call_limit_s"] = DEFAULT_TRIAL_CALL_LIMIT_S
+        values["daily_minutes"] = DEFAULT_TRIAL_DAILY_MINUTES
+    if "trial" in section:
+        if values.get("plan") != "trial":
+            raise ManifestError("spec.billing.trial", "is only for plan 'trial'")
+        trial = _mapping(section["trial"], "spec.billing.trial", TRIAL_FIELDS)
+        for key, value in trial.items():
+            values[TRIAL_FIELDS[key]] = value
+        if "verifiedNumbers" in trial:
+            path = "spec.billing.trial.verifiedNumbers"
+            values["verified_numbers"] = tuple(_sequence(trial["verifiedNumbers"], path))
+        if "expires" in trial:
+            values["expires_at_s"] = _expiry(trial["expires"], "spec.billing.trial.expires")
+    with _snapshot_errors("billing"):
+        return BillingPlan(**values)
+
+
+def _expiry(value: object, path: str) -> int:
+    """A trial's end in epoch seconds: a date (YAML's ``2026-12-31`` or the string) ends
+    at the end of that day, UTC; an RFC 3339 timestamp with its offset at that instant."""
+    if isinstance(value, str):
+        try:
+            value = (
+                datetime.date.fromisoformat(value)
+                if len(value) == 10
+                else datetime.datetime.fromisoformat(value)
+            )
+        except ValueError:
+            raise ManifestError(
+                path, f"must be a date (2026-12-31) or a timestamp with offset, not {_shown(value)}"
+            ) from None
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ManifestError(path, "a timestamp must say its offset (Z or +01:00)")
+        return int(value.timestamp())
+    if isinstance(value, datetime.date):
+        next_day = value + datetime.timedelta(days=1)
+        return int(
+            datetime.datetime(
+                next_day.year, next_day.month, next_day.day, tzinfo=datetime.UTC
+            ).timestamp()
+        )
+    raise ManifestError(path, f"must be a date or a timestamp, not {_kind(value)}")
 
 
 def _media(spec: Mapping[str, Any]) -> MediaPolicy:
@@ -279,7 +353,8 @@ def manifest_path(snapshot_path: str) -> str:
     name, bracket, index = head.partition("[")
     path = _SOURCES.get(name, "spec") + bracket + index
     if rest:
-        path = join_path(path, _NESTED_SOURCES.get(name, {}).get(rest, rest))
+        field, bracket, index = rest.partition("[")  # verified_numbers[0]
+        path = join_path(path, _NESTED_SOURCES.get(name, {}).get(field, field) + bracket + index)
     return path
 
 

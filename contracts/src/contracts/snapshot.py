@@ -44,6 +44,18 @@ DEFAULT_MAX_CONTACTS_PER_AOR = 5
 #: 0 means no limit on a tenant's concurrent calls.
 DEFAULT_MAX_CONCURRENT_CALLS = 0
 DEFAULT_RING_TIMEOUT_S = 30
+#: Billing plans (issue 5): a balance with cut-off, billed afterwards, or a free trial.
+PLANS = ("prepaid", "postpaid", "trial")
+DEFAULT_PLAN = "postpaid"
+DEFAULT_CURRENCY = "USD"
+#: A trial's per-call limit and daily minutes unless its Tenant says otherwise.
+DEFAULT_TRIAL_CALL_LIMIT_S = 60
+DEFAULT_TRIAL_DAILY_MINUTES = 60
+MAX_CALL_LIMIT_S = 24 * 3600
+MAX_DAILY_MINUTES = 24 * 60
+MAX_VERIFIED_NUMBERS = 100
+#: Epoch seconds fit a signed 64-bit integer, as versions do.
+MAX_EPOCH_S = 2**63 - 1
 
 #: RFC 3261 §20.19: Expires is delta-seconds, at most 2**32 - 1.
 MAX_EXPIRES_S = 2**32 - 1
@@ -61,6 +73,9 @@ _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 #: RFC 1123 subdomain: what Kubernetes accepts as a metadata.name; also a host name.
 _DNS_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 _NUMBER = re.compile(r"[0-9]{2,15}")
+#: E.164 without the plus (ITU-T E.164 §6: at most 15 digits).
+_E164 = re.compile(r"[1-9][0-9]{5,14}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 _HA1_MD5 = re.compile(r"[0-9a-f]{32}")
 _HA1_SHA256 = re.compile(r"[0-9a-f]{64}")
 _UID = re.compile(rf"[\x21-\x7e]{{0,{MAX_UID_CHARS}}}")
@@ -245,6 +260,60 @@ class MediaPolicy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BillingPlan:
+    """How a tenant's calls are paid for (issue 5; DESIGN "Prepaid").
+
+    ``prepaid``: calls are rated and reserved against the balance and cut off when it
+    runs out. ``postpaid``: rated and billed afterwards, never cut off. ``trial``: the
+    free-trial signup's plan — every call cut at ``call_limit_s``, one call at a time
+    (``Limits.max_concurrent_calls`` is 1), internal calls only except to
+    ``verified_numbers``, ``daily_minutes`` a day at most, over at ``expires_at_s``.
+    The trial fields are 0 or empty for the other plans.
+    """
+
+    plan: str = DEFAULT_PLAN
+    #: ISO 4217 code of the tenant's accounts.
+    currency: str = DEFAULT_CURRENCY
+    #: Trial: every call ends at this many seconds after the answer.
+    call_limit_s: int = 0
+    #: Trial: external numbers (E.164 digits, no plus) the tenant proved it owns.
+    verified_numbers: tuple[str, ...] = ()
+    #: Trial: minutes of calls a day (UTC), all calls together.
+    daily_minutes: int = 0
+    #: Trial: when it ends (epoch seconds, UTC); 0 = never.
+    expires_at_s: int = 0
+
+    def __post_init__(self) -> None:
+        plan = _str(self.plan, "plan")
+        if plan not in PLANS:
+            raise SnapshotError("plan", f"must be one of {', '.join(PLANS)}, not {_shown(plan)}")
+        _matching(self.currency, "currency", _CURRENCY, "an ISO 4217 code (three capitals)")
+        trial = plan == "trial"
+        low = 1 if trial else 0
+        _int(self.call_limit_s, "call_limit_s", low, MAX_CALL_LIMIT_S)
+        _int(self.daily_minutes, "daily_minutes", low, MAX_DAILY_MINUTES)
+        _int(self.expires_at_s, "expires_at_s", 0, MAX_EPOCH_S)
+        numbers = _tuple_of(self.verified_numbers, "verified_numbers", str, "a string")
+        if len(numbers) > MAX_VERIFIED_NUMBERS:
+            raise SnapshotError("verified_numbers", f"must be at most {MAX_VERIFIED_NUMBERS}")
+        for index, number in enumerate(numbers):
+            _matching(number, f"verified_numbers[{index}]", _E164, "E.164 digits without +")
+        if not trial:
+            for name in ("call_limit_s", "daily_minutes", "expires_at_s", "verified_numbers"):
+                if getattr(self, name):
+                    raise SnapshotError(name, f"is a trial setting, not one of plan {plan!r}")
+
+    @property
+    def trial(self) -> bool:
+        return self.plan == "trial"
+
+    @property
+    def cuts_off(self) -> bool:
+        """Whether calls are ended when the money (or the trial's limit) runs out."""
+        return self.plan != "postpaid"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Extension:
     """One extension: the user part of its AOR and its digest credentials."""
 
@@ -293,6 +362,7 @@ class TenantSnapshot:
     extensions: tuple[Extension, ...] = ()
     limits: Limits = field(default_factory=Limits)
     media: MediaPolicy = field(default_factory=MediaPolicy)
+    billing: BillingPlan = field(default_factory=BillingPlan)
     enabled: bool = True
     _by_number: Mapping[str, Extension] = field(init=False, repr=False, compare=False)
     _hosts: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -305,6 +375,11 @@ class TenantSnapshot:
         _int(self.version, "version", 1, MAX_VERSION)
         _instance(self.limits, "limits", Limits)
         _instance(self.media, "media", MediaPolicy)
+        _instance(self.billing, "billing", BillingPlan)
+        if self.billing.trial and self.limits.max_concurrent_calls != 1:
+            raise SnapshotError(
+                "limits.max_concurrent_calls", "must be 1 on a trial plan (one call at a time)"
+            )
         _bool(self.enabled, "enabled")
         object.__setattr__(self, "_hosts", self._checked_hosts())
         object.__setattr__(self, "_by_number", self._checked_extensions())
@@ -443,4 +518,9 @@ def _decode_tenant(raw: object) -> TenantSnapshot:
     )
     values["limits"] = _decode_part(Limits, values["limits"], "limits")
     values["media"] = _decode_part(MediaPolicy, values["media"], "media")
+    billing = _object_of(values["billing"], "billing", BillingPlan)
+    billing["verified_numbers"] = tuple(
+        _list_of(billing["verified_numbers"], "billing.verified_numbers")
+    )
+    values["billing"] = _built(BillingPlan, "billing", billing)
     return _built(TenantSnapshot, "", values)
