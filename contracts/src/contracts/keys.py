@@ -93,6 +93,17 @@ def active_calls_key(tenant: str) -> str:
     return f"{_tenant_prefix(tenant)}active-calls"
 
 
+def call_slots_key(tenant: str) -> str:
+    """Sorted set of the A-leg Call-IDs holding one of the tenant's concurrent-call slots
+    (set-up and answered calls), each scored by when it lapses unless renewed (epoch s)."""
+    return f"{_tenant_prefix(tenant)}call-slots"
+
+
+def trial_seconds_key(tenant: str, day: str) -> str:
+    """Integer: seconds of calls a trial tenant had on ``day`` (``2026-11-26``, UTC)."""
+    return f"{_tenant_prefix(tenant)}trial-seconds:{day}"
+
+
 def tenant_key_pattern(tenant: str) -> str:
     """SCAN ``MATCH`` pattern for every key of one tenant (cleanup when it is deleted).
 

@@ -22,14 +22,17 @@ from sipedge.adapters.memory_location import MemoryLocationStore
 from sipedge.adapters.redis_dialogs import RedisDialogStore
 from sipedge.adapters.redis_location import RedisLocationStore
 from sipedge.adapters.redis_pipe import RedisPipe
+from sipedge.adapters.redis_quotas import RedisQuotas
 from sipedge.adapters.relay import MediaRelays, Retransmission
 from sipedge.calls import CallControl
+from sipedge.calls.admission import Admission
 from sipedge.calls.anchor import Anchor
 from sipedge.config import EdgeConfig
 from sipedge.dialogs import DialogStore, MemoryDialogStore
 from sipedge.edge import Edge
 from sipedge.location import Binding, LocationStore
 from sipedge.metrics import Metrics
+from sipedge.quotas import MemoryQuotas, Quotas
 from sipedge.sip.message import Request
 from sipedge.sip.transaction import Peer
 from sipedge.tenants import TenantDirectory, load_manifest_folder
@@ -56,6 +59,7 @@ class EdgeProcess:
         self.pipe: RedisPipe | None = None
         location: LocationStore
         dialogs: DialogStore
+        quotas: Quotas
         if config.redis_url:
             # Requests wait for a free connection instead of failing when many hold one.
             pool = BlockingConnectionPool.from_url(config.redis_url, max_connections=64, timeout=5)
@@ -64,13 +68,15 @@ class EdgeProcess:
             self.pipe = RedisPipe(config.redis_url)
             location = RedisLocationStore(self.redis, pipe=self.pipe)
             dialogs = RedisDialogStore(self.redis, pipe=self.pipe)
+            quotas = RedisQuotas(self.redis)
         else:
             location, dialogs = MemoryLocationStore(), MemoryDialogStore()
+            quotas = MemoryQuotas()
         self.location, self.dialogs = location, dialogs
         self.edge = Edge(config, self.metrics, worker)
         self.relays = _relays(config)
         anchor = Anchor(self.relays) if self.relays is not None else None
-        self.calls = CallControl(self.edge, location, dialogs, anchor)
+        self.calls = CallControl(self.edge, location, dialogs, anchor, Admission(quotas))
         self.ua = UserAgent(self.edge, self.tenants, location, self.calls)
         self.edge.tu = self.ua
         self._housekeeping: list[asyncio.Task[None]] = []

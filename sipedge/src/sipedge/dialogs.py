@@ -62,6 +62,12 @@ class Call:
     #: 3261 §13.2.1): our ACK to it waits for the other side's ACK, which holds the
     #: answer. Empty: no ACK is owed.
     awaiting_ack: str = ""
+    #: Whether the call holds one of the tenant's concurrent-call slots (sipedge.quotas).
+    holds_slot: bool = False
+    #: When the call is cut off (epoch s; a trial's per-call limit); 0: never.
+    cutoff_at: float = 0.0
+    #: A trial tenant's call: its seconds count against the trial's day.
+    trial: bool = False
 
     def leg_of(self, call_id: str) -> tuple[Leg, Leg] | None:
         """(this leg, the other leg) for a request in dialog ``call_id``."""
@@ -88,6 +94,12 @@ class Call:
             fields["relay"] = self.relay
         if self.awaiting_ack:
             fields["awaiting_ack"] = self.awaiting_ack
+        if self.holds_slot:
+            fields["holds_slot"] = True
+        if self.cutoff_at:
+            fields["cutoff_at"] = self.cutoff_at
+        if self.trial:
+            fields["trial"] = True
         return _JSON.encode(fields)
 
     @classmethod

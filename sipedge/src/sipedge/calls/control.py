@@ -20,6 +20,7 @@ from typing import Any
 from contracts.snapshot import Extension, TenantSnapshot
 from sipedge.adapters.relay import RelayError
 from sipedge.adapters.transport import Inbound
+from sipedge.calls.admission import UNLIMITED, Admission, Admitted, Refused
 from sipedge.calls.anchor import Anchor, has_sdp
 from sipedge.calls.build import (
     Identity,
@@ -35,6 +36,7 @@ from sipedge.dialogs import Call, DialogStore, Leg
 from sipedge.edge import ClientEvent, ClientHandler, Edge
 from sipedge.location import Binding, LocationStore
 from sipedge.media import RelayAddress
+from sipedge.quotas import MemoryQuotas
 from sipedge.sip.message import Request, Response, make_response
 from sipedge.sip.transaction import CancelReceived, ClientKey, Peer, TimedOut, TransactionKey
 from sipedge.sip.uri import SipUri
@@ -110,6 +112,8 @@ class Setup:
     media_lock: asyncio.Lock | None = None
     #: The INVITE had no SDP: the callee's 2xx makes the offer, the caller's ACK answers.
     late_offer: bool = False
+    #: What admission granted: a cut-off, a concurrent-call slot to free.
+    admitted: Admitted = UNLIMITED
 
 
 class CallControl:
@@ -121,10 +125,13 @@ class CallControl:
         location: LocationStore,
         dialogs: DialogStore,
         anchor: Anchor | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.edge = edge
         self.location = location
         self.dialogs = dialogs
+        #: Trial rules and concurrent-call limits (in this process's memory by default).
+        self.admission = admission if admission is not None else Admission(MemoryQuotas())
         #: None: no relay configured, so no call is anchored.
         self.anchor = anchor
         if anchor is not None:
@@ -172,7 +179,9 @@ class CallControl:
         callee_number = invite.uri.user if isinstance(invite.uri, SipUri) else None
         callee = tenant.extension(callee_number or "")
         if callee is None:
-            self._reply(key, invite, 404, "Not Found", a_tag)
+            refused = Admission.external(tenant, callee_number or "")
+            status, reason = (refused.status, refused.reason) if refused else (404, "Not Found")
+            self._reply(key, invite, status, reason, a_tag)
             return
         aor = f"sip:{callee.number}@{tenant.domain}"
         bindings = [
@@ -182,6 +191,11 @@ class CallControl:
         ]
         if not bindings:
             self._reply(key, invite, 480, "Temporarily Unavailable", a_tag)
+            return
+        admitted = await self.admission.admit(tenant, invite.call_id, self.edge.wall())
+        if isinstance(admitted, Refused):
+            log.info("call refused: %s", admitted.reason, extra={"call_id": invite.call_id})
+            self._reply(key, invite, admitted.status, admitted.reason, a_tag)
             return
         self._reply(key, invite, 100, "Trying", None)
         setup = Setup(
@@ -195,6 +209,7 @@ class CallControl:
             f"sip:{caller.number}@{tenant.domain}",
             aor,
         )
+        setup.admitted = admitted
         self._setups[key] = setup
         sdp: bytes | None = None
         setup.late_offer = not has_sdp(invite)
@@ -260,9 +275,19 @@ class CallControl:
             self._spawn(self.anchor.delete(setup.relay, setup.a_invite.call_id))
 
     def _release(self, call: Call) -> None:
-        """Delete an ended call from its relay (BYE, session timer, no ACK)."""
+        """What an ended call (BYE, session timer, no ACK, cut-off) held: its relay
+        session, its concurrent-call slot, a trial's seconds of the day."""
         if call.relay and self.anchor is not None:
             self._spawn(self.anchor.delete(RelayAddress.parse(call.relay), call.a.call_id))
+        if call.holds_slot or call.trial:
+            work = self.admission.ended(
+                call.tenant,
+                call.a.call_id,
+                holds_slot=call.holds_slot,
+                trial_answered_at=call.answered_at if call.trial else 0.0,
+                now=self.edge.wall(),
+            )
+            self._spawn(work)
 
     def _is_us(self, binding: Binding) -> bool:
         return any(
@@ -369,8 +394,19 @@ class CallControl:
         contact = self.contact(setup.tenant.name)
         answer = relayed_response(setup.a_invite, response, setup.a_tag, contact)
         now = self.edge.wall()
+        admitted = setup.admitted
         call = _with_session_timer(
-            Call(setup.tenant.name, self._a_leg(setup), b_leg, now), response, now
+            Call(
+                setup.tenant.name,
+                self._a_leg(setup),
+                b_leg,
+                now,
+                holds_slot=admitted.holds_slot,
+                cutoff_at=now + admitted.limit_s if admitted.limit_s else 0.0,
+                trial=setup.tenant.billing.trial,
+            ),
+            response,
+            now,
         )
         if setup.relay is not None:
             call = replace(call, relay=str(setup.relay))
@@ -420,11 +456,18 @@ class CallControl:
             self._settle_owed_ack(call)
             self._send_bye(call.b, call.tenant)
             self._release_setup(setup)
+            self._setup_over(setup)
             self._reply(setup.a_key, setup.a_invite, 500, "Server Internal Error", setup.a_tag)
             return
         self.edge.respond(setup.a_key, answer)
         self._retransmit_2xx(call, answer)
         self._arm_session_timer(call)
+        self._arm_cutoff(call)
+        if setup.admitted.holds_slot:
+            work = self.admission.answered(
+                call.tenant, call.a.call_id, setup.admitted, call.answered_at
+            )
+            self._spawn(work)
 
     def _settle_owed_ack(self, call: Call) -> None:
         """A late-offer call ended before the answer came: ACK the B leg's 2xx anyway
@@ -517,6 +560,16 @@ class CallControl:
     def _end_setup(self, setup: Setup, outcome: str) -> None:
         if self._setups.pop(setup.a_key, None) is not None:
             self.edge.metrics.calls.labels(setup.tenant.name, outcome).inc()
+        if outcome != "answered":
+            self._setup_over(setup)
+
+    def _setup_over(self, setup: Setup) -> None:
+        """A call that never got established frees its concurrent-call slot."""
+        if setup.admitted.holds_slot:
+            work = self.admission.ended(
+                setup.tenant.name, setup.a_invite.call_id, holds_slot=True, now=self.edge.wall()
+            )
+            self._spawn(work)
 
     def _cancel(self, fork: Fork) -> None:
         """CANCEL a pending fork; before any provisional, wait for one (§9.1)."""
@@ -600,6 +653,22 @@ class CallControl:
         asyncio.get_running_loop().call_later(
             delay_s, lambda: self._spawn(self._session_expired(call.tenant, call.a.call_id))
         )
+
+    def _arm_cutoff(self, call: Call) -> None:
+        """A call with a limit (a trial's per-call minute) is ended on both legs then."""
+        if not call.cutoff_at:
+            return
+        delay_s = max(0.0, call.cutoff_at - self.edge.wall())
+        asyncio.get_running_loop().call_later(
+            delay_s, lambda: self._spawn(self._cut_off(call.tenant, call.a.call_id))
+        )
+
+    async def _cut_off(self, tenant: str, call_id: str) -> None:
+        call = await self.dialogs.get(tenant, call_id)
+        if call is None:
+            return  # ended before its limit
+        log.info("call cut off at its limit call-id=%s", call_id)
+        await self._hang_up(call)
 
     async def _session_expired(self, tenant: str, call_id: str) -> None:
         call = await self.dialogs.get(tenant, call_id)
