@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 
 import pytest
 
 from contracts.billing.rating import MICROS_PER_UNIT, Rate
-from contracts.billing.store import Grant, Refusal, RefusalReason
+from contracts.billing.store import Disposition, Grant, LedgerKind, LegEnd, Refusal, RefusalReason
 from contracts.stores.sql import SqlBillingStore
 
 from .conftest import Stores
@@ -64,3 +65,57 @@ async def test_200_authorizations_at_once_on_sqlite_grant_exactly_k(sqlite: Stor
     store = await sqlite.open()
     await store.migrate()
     await exactly_k_granted(store, 200, seed=7)
+
+
+async def one_legs_events(store: SqlBillingStore, call_id: str, chance: random.Random) -> None:
+    """A leg's events as a flaky edge sends them: extensions, then settles repeated with
+    different ends, some of them before a late extension."""
+    answered_ms = 10_000 + chance.randrange(5_000)
+    events: list[Awaitable[object]] = [
+        store.authorize("acme", "payer", call_id, "a", rate=RATE, want_s=60, now_ms=10_000)
+    ]
+    for n in range(chance.randrange(3)):
+        events.append(
+            store.authorize(
+                "acme", "payer", call_id, "a", rate=RATE, want_s=60, now_ms=answered_ms + n,
+                answered_ms=answered_ms,
+            )
+        )  # fmt: skip
+    for _ in range(1 + chance.randrange(3)):
+        end_ms = answered_ms + chance.randrange(200_000)
+        end = LegEnd(
+            "acme", "payer", call_id, "a", "", "", Disposition.ANSWERED, 10_000, answered_ms, end_ms
+        )  # fmt: skip
+        events.insert(1 + chance.randrange(len(events)), store.settle(end, now_ms=end_ms))
+    for event in events:
+        await event
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+async def test_duplicate_and_out_of_order_events_never_charge_twice(
+    billing: Stores, seed: int
+) -> None:
+    store, recoverer = await billing.open(pool_size=10), await billing.open()
+    await store.migrate()
+    chance = random.Random(seed)
+    top_up = chance.randrange(20, 80) * FIRST_MICROS
+    await store.upsert_tenant("acme", plan="prepaid", currency="EUR")
+    await store.create_account("acme", "payer")
+    await store.top_up("acme", "payer", top_up, reference="p", now_ms=0)
+    calls = [f"call-{n}" for n in range(100)]
+    await asyncio.gather(
+        *(one_legs_events(store, call_id, random.Random(chance.random())) for call_id in calls),
+        store.recover(now_ms=10**9, grace_s=30),
+        recoverer.recover(now_ms=10**9, grace_s=30),
+    )
+    await store.recover(now_ms=10**9, grace_s=30)  # whatever the edge left open
+
+    cdrs = await store.cdrs("acme", since_ms=0, until_ms=10**10)
+    assert sorted(cdr.call_id for cdr in cdrs) == sorted(calls)  # one CDR per leg
+    charges = [e for e in await store.ledger("acme", "payer") if e.kind is LedgerKind.CHARGE]
+    assert sorted(-e.amount_micros for e in charges) == sorted(
+        cdr.amount_micros for cdr in cdrs if cdr.amount_micros
+    )
+    account = (await store.balance("acme", "payer")).account
+    assert account.held_micros == 0
+    assert account.balance_micros == top_up - sum(cdr.amount_micros for cdr in cdrs) >= 0

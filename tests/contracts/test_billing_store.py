@@ -18,6 +18,7 @@ from contracts.billing.store import (
     LegEnd,
     Refusal,
     RefusalReason,
+    SchemaTooNew,
     UnknownAccount,
     UnknownTenant,
 )
@@ -319,3 +320,29 @@ async def test_bad_credit_control_requests_change_nothing(store: SqlBillingStore
     assert (alice.account.balance_micros, alice.account.held_micros) == (500 * CENTS, 70 * CENTS)
     assert (bob.account.held_micros, bob.reservations) == (0, ())
     assert await store.cdrs("acme", since_ms=0, until_ms=T0_MS * 2) == ()
+
+
+@pytest.mark.parametrize(
+    ("rate", "reserved_micros", "amount_micros"),
+    [
+        (Rate("800", 0), 0, 0),
+        (Rate("900", 0, connect_fee_micros=50 * CENTS), 50 * CENTS, 50 * CENTS),
+    ],
+)
+async def test_free_and_fee_only_rates_hold_what_they_can_cost(
+    store: SqlBillingStore, rate: Rate, reserved_micros: int, amount_micros: int
+) -> None:
+    await funded(store, 1 * MICROS_PER_UNIT)
+    grant = await store.authorize("acme", "alice", "c1", "a", rate=rate, want_s=3600, now_ms=T0_MS)
+    assert grant == Grant(3600, 3600, reserved_micros, T0_MS + 3_600_000)
+    end = LegEnd(
+        "acme", "alice", "c1", "a", "", "", Disposition.ANSWERED, T0_MS, T0_MS, T0_MS + 3_000_000
+    )
+    assert (await store.settle(end, now_ms=T0_MS)).amount_micros == amount_micros
+
+
+async def test_a_schema_from_a_newer_release_is_left_alone(store: SqlBillingStore) -> None:
+    async with store.database.transaction() as tx:
+        await tx.execute("INSERT INTO schema_migrations (version, name) VALUES (99, 'future')")
+    with pytest.raises(SchemaTooNew, match="version 99"):
+        await store.migrate()
