@@ -101,10 +101,11 @@ async def settle(tx: Tx, end: LegEnd, now_ms: int) -> Cdr:
     """Write the leg's CDR and charge it; when the CDR exists, return it unchanged."""
     check_key(tenant=end.tenant, account=end.account, call_id=end.call_id, leg=end.leg)
     await lock_account(tx, end.tenant, end.account)
-    written = await _cdr(tx, end.tenant, end.call_id, end.leg)
-    if written is not None:
+    held_leg, settled = await _leg(tx, end.tenant, end.call_id, end.leg)
+    if settled:  # a repeat or a late event: the leg's one CDR stands
+        written = await _cdr(tx, end.tenant, end.call_id, end.leg)
+        assert written is not None  # a CDR is never deleted
         return written
-    held_leg = await _reservation(tx, end.tenant, end.call_id, end.leg)
     if held_leg is not None and held_leg.account != end.account:
         raise InvalidRequest(f"leg {end.call_id} {end.leg} is held by account {held_leg.account!r}")
     return await _write_cdr(tx, end, held_leg, now_ms)
