@@ -303,6 +303,8 @@ async def test_bad_credit_control_requests_change_nothing(store: SqlBillingStore
         await store.authorize("acme", "carol", "c2", "a", rate=BY_MINUTE, want_s=60, now_ms=T0_MS)
     with pytest.raises(InvalidRequest, match="want_s"):
         await authorize(store, "c2", want_s=0)
+    with pytest.raises(InvalidRequest, match="answered_ms"):
+        await authorize(store, "c2", answered_ms=-1)
     with pytest.raises(InvalidRequest, match="call_id"):
         await authorize(store, "has space")
     with pytest.raises(InvalidRequest, match="held by account 'alice'"):
@@ -346,3 +348,18 @@ async def test_a_schema_from_a_newer_release_is_left_alone(store: SqlBillingStor
         await tx.execute("INSERT INTO schema_migrations (version, name) VALUES (99, 'future')")
     with pytest.raises(SchemaTooNew, match="version 99"):
         await store.migrate()
+
+
+async def test_an_answer_reported_before_the_first_grant_still_recovers(
+    store: SqlBillingStore,
+) -> None:
+    await funded(store, 5 * MICROS_PER_UNIT)
+    await authorize(store, "c1")
+    await authorize(store, "c1", answered_ms=T0_MS - 5_000)  # the edge's clock was behind
+    (cdr,) = await store.recover(now_ms=T0_MS + 600_000, grace_s=10)
+    assert (cdr.setup_ms, cdr.answered_ms, cdr.end_ms) == (
+        T0_MS - 5_000,
+        T0_MS - 5_000,
+        T0_MS + 10_000,
+    )
+    assert cdr.amount_micros == 70 * CENTS

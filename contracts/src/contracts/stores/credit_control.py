@@ -57,7 +57,7 @@ async def authorize(
 ) -> Grant | Refusal:
     """Reserve or extend the leg: lock, read, one write to the leg, one to the account."""
     check_key(tenant=tenant, account=account, call_id=call_id, leg=leg)
-    _check_seconds(want_s=want_s, hold_s=hold_s)
+    _check_request(want_s=want_s, hold_s=hold_s, now_ms=now_ms, answered_ms=answered_ms)
     available_micros = (await lock_account(tx, tenant, account)).available_micros
     held_leg, settled = await _leg(tx, tenant, call_id, leg)
     if settled:
@@ -90,7 +90,12 @@ async def authorize(
     return Grant(granted_s, total_s, grown.reserved_micros, grown.expires_at_ms)
 
 
-def _check_seconds(*, want_s: int, hold_s: int | None) -> None:
+def _check_request(
+    *, want_s: int, hold_s: int | None, now_ms: int, answered_ms: int | None
+) -> None:
+    for name, time_ms in (("now_ms", now_ms), ("answered_ms", answered_ms)):
+        if time_ms is not None and (type(time_ms) is not int or time_ms < 0):
+            raise InvalidRequest(f"{name} must be epoch milliseconds, not {time_ms!r}")
     if type(want_s) is not int or want_s < 1:
         raise InvalidRequest(f"want_s must be a positive whole number of seconds, not {want_s!r}")
     if hold_s is not None and (type(hold_s) is not int or hold_s < 1):
@@ -142,7 +147,7 @@ async def recover(
         held_leg.caller,
         held_leg.callee,
         Disposition.RECOVERED,
-        held_leg.started_ms,
+        min(held_leg.started_ms, start_ms),  # an answer time before the first grant: skew
         held_leg.answered_ms,
         max(start_ms, end_ms),
         held_leg.rate,
