@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contracts.billing.rating import Rate
 from contracts.snapshot import (
     BillingPlan,
     Extension,
@@ -70,6 +71,10 @@ GOLDEN = TenantSnapshot(
         verified_numbers=("4915112345678",),
         daily_minutes=30,
         expires_at_s=1_798_761_600,
+        rates=(
+            Rate("49", 20_000, connect_fee_micros=50_000, initial_s=30, increment_s=6, name="DE"),
+        ),
+        rate_internal_calls=True,
     ),
     enabled=False,
 )
@@ -107,7 +112,11 @@ def test_golden_file_field_names() -> None:
     ]  # fmt: skip
     assert document["media"] == {"anchor": False}
     assert sorted(document["billing"]) == [
-        "call_limit_s", "currency", "daily_minutes", "expires_at_s", "plan", "verified_numbers",
+        "call_limit_s", "currency", "daily_minutes", "expires_at_s", "plan",
+        "rate_internal_calls", "rates", "verified_numbers",
+    ]  # fmt: skip
+    assert sorted(document["billing"]["rates"][0]) == [
+        "connect_fee_micros", "increment_s", "initial_s", "name", "per_minute_micros", "prefix",
     ]  # fmt: skip
 
 
@@ -306,6 +315,11 @@ BAD_VALUES: list[tuple[str, object, str]] = [
     ("billing.daily_minutes", 1441, "must be between 1 and 1440, not 1441"),
     ("billing.expires_at_s", -1, "must be between 0 and 9223372036854775807, not -1"),
     ("billing.verified_numbers", "4915112345678", "must be a list, not a string"),
+    ("billing.rates", {}, "must be a list, not an object"),
+    ("billing.rates[0].prefix", "4x", "rate prefix '4x' is not digits"),
+    ("billing.rates[0].initial_s", 0, "rate '49': initial_s must be an integer in 1..3600, not 0"),
+    ("billing.rates[0].per_minute_micros", 1.5, "must be an integer, not a number"),
+    ("billing.rate_internal_calls", "yes", "must be a boolean, not a string"),
     ("billing.verified_numbers[0]", "+4915112345678", "must be E.164 digits without +"),
     ("billing.verified_numbers[0]", "0301234567", "must be E.164 digits without +"),
     ("limits.ring_timeout_s", 0, "must be between 1 and 600, not 0"),

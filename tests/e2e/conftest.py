@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -130,15 +131,22 @@ def start_edge(
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sink, text=True)
     assert process.stdout is not None
     deadline = time.monotonic() + 15
-    ready = 0
+    ready, seen = 0, b""
+    fd = process.stdout.fileno()
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.strip() == "READY":
-            ready += 1
-            if ready == workers:  # every worker shares the port
-                return EdgeProc(port, domain, name, process, log, metrics_port)
-        if not line and process.poll() is not None:
-            break
+        # Wait for output at most until the deadline (read from the descriptor, so no
+        # line hides in a buffer): a worker that died at start, its port taken meanwhile
+        # by another process, leaves the supervisor up but silent.
+        readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 4096) if readable else b""
+        if not chunk:
+            if not readable or process.poll() is not None:
+                break
+            continue
+        seen += chunk
+        ready = seen.split(b"\n").count(b"READY")
+        if ready >= workers:  # every worker shares the port
+            return EdgeProc(port, domain, name, process, log, metrics_port)
     process.kill()
     raise AssertionError(f"edge did not start:\n{log.read_text()[-3000:]}")
 

@@ -34,6 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from contracts.billing.rating import Rate, RateTable, RatingError
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -54,6 +56,7 @@ DEFAULT_TRIAL_DAILY_MINUTES = 60
 MAX_CALL_LIMIT_S = 24 * 3600
 MAX_DAILY_MINUTES = 24 * 60
 MAX_VERIFIED_NUMBERS = 100
+MAX_RATES = 100_000
 #: Epoch seconds fit a signed 64-bit integer, as versions do.
 MAX_EPOCH_S = 2**63 - 1
 
@@ -269,6 +272,10 @@ class BillingPlan:
     (``Limits.max_concurrent_calls`` is 1), internal calls only except to
     ``verified_numbers``, ``daily_minutes`` a day at most, over at ``expires_at_s``.
     The trial fields are 0 or empty for the other plans.
+
+    ``rates`` price calls by the dialled number's longest prefix
+    (:mod:`contracts.billing.rating`); calls between the tenant's own extensions are free
+    unless ``rate_internal_calls`` (then the extension number is rated like any other).
     """
 
     plan: str = DEFAULT_PLAN
@@ -282,6 +289,9 @@ class BillingPlan:
     daily_minutes: int = 0
     #: Trial: when it ends (epoch seconds, UTC); 0 = never.
     expires_at_s: int = 0
+    rates: tuple[Rate, ...] = ()
+    rate_internal_calls: bool = False
+    _table: RateTable = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         plan = _str(self.plan, "plan")
@@ -302,6 +312,18 @@ class BillingPlan:
             for name in ("call_limit_s", "daily_minutes", "expires_at_s", "verified_numbers"):
                 if getattr(self, name):
                     raise SnapshotError(name, f"is a trial setting, not one of plan {plan!r}")
+        rates = _tuple_of(self.rates, "rates", Rate, "a Rate")
+        if len(rates) > MAX_RATES:
+            raise SnapshotError("rates", f"must be at most {MAX_RATES}")
+        _bool(self.rate_internal_calls, "rate_internal_calls")
+        try:
+            object.__setattr__(self, "_table", RateTable(rates))
+        except RatingError as exc:
+            raise SnapshotError("rates", str(exc)) from None
+
+    @property
+    def rate_table(self) -> RateTable:
+        return self._table
 
     @property
     def trial(self) -> bool:
@@ -509,6 +531,18 @@ def _decode_part(kind: type[_D], raw: object, path: str) -> _D:
     return _built(kind, path, _object_of(raw, path, kind))
 
 
+def _decode_rate(raw: object, path: str) -> Rate:
+    values = _object_of(raw, path, Rate)
+    for name in ("per_minute_micros", "connect_fee_micros", "initial_s", "increment_s"):
+        _int(values[name], join_path(path, name), 0, 2**63 - 1)
+    for name in ("prefix", "name"):
+        _str(values[name], join_path(path, name))
+    try:
+        return Rate(**values)
+    except RatingError as exc:
+        raise SnapshotError(join_path(path, exc.field), str(exc)) from None
+
+
 def _decode_tenant(raw: object) -> TenantSnapshot:
     values = _object_of(raw, "", TenantSnapshot)
     values["aliases"] = tuple(_list_of(values["aliases"], "aliases"))
@@ -521,6 +555,10 @@ def _decode_tenant(raw: object) -> TenantSnapshot:
     billing = _object_of(values["billing"], "billing", BillingPlan)
     billing["verified_numbers"] = tuple(
         _list_of(billing["verified_numbers"], "billing.verified_numbers")
+    )
+    billing["rates"] = tuple(
+        _decode_rate(item, f"billing.rates[{index}]")
+        for index, item in enumerate(_list_of(billing["rates"], "billing.rates"))
     )
     values["billing"] = _built(BillingPlan, "billing", billing)
     return _built(TenantSnapshot, "", values)

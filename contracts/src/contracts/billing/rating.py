@@ -40,7 +40,12 @@ _DIGITS = frozenset("0123456789")
 
 
 class RatingError(ValueError):
-    """A rate or rate table that cannot be: says which value and why."""
+    """A rate or rate table that cannot be: says which value and why (``field``: the
+    :class:`Rate` field at fault, when one is)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +63,22 @@ class Rate:
 
     def __post_init__(self) -> None:
         if not _DIGITS.issuperset(self.prefix):
-            raise RatingError(f"rate prefix {self.prefix!r} is not digits")
+            raise RatingError(f"rate prefix {self.prefix!r} is not digits", "prefix")
         for field_name in ("per_minute_micros", "connect_fee_micros"):
             value = getattr(self, field_name)
             if type(value) is not int or not 0 <= value <= MAX_PRICE_MICROS:
                 raise RatingError(
                     f"rate {self.prefix!r}: {field_name} must be an integer in "
-                    f"0..{MAX_PRICE_MICROS}, not {value!r}"
+                    f"0..{MAX_PRICE_MICROS}, not {value!r}",
+                    field_name,
                 )
         for field_name in ("initial_s", "increment_s"):
             value = getattr(self, field_name)
             if type(value) is not int or not 1 <= value <= MAX_INCREMENT_S:
                 raise RatingError(
                     f"rate {self.prefix!r}: {field_name} must be an integer in "
-                    f"1..{MAX_INCREMENT_S}, not {value!r}"
+                    f"1..{MAX_INCREMENT_S}, not {value!r}",
+                    field_name,
                 )
 
     @property
