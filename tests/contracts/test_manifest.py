@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from contracts.billing.rating import Rate
 from contracts.manifest import ManifestError, compile_tenant, manifest_path
 from contracts.snapshot import BillingPlan, Extension, Limits, MediaPolicy, TenantSnapshot
 
@@ -350,7 +351,11 @@ def test_a_trial_says_its_limits_and_when_it_ends(expires: object, epoch_s: int)
             "spec.billing.currency",
             "must be an ISO 4217 code (three capitals)",
         ),
-        (trial(extra=1), "spec.billing.extra", "unknown field (expected: currency, plan, trial)"),
+        (
+            trial(extra=1),
+            "spec.billing.extra",
+            "unknown field (expected: currency, plan, rateInternalCalls, rates, trial)",
+        ),
         (
             trial(trial={"callLimitSeconds": 0}),
             "spec.billing.trial.callLimitSeconds",
@@ -393,4 +398,82 @@ def test_a_bad_billing_section_names_the_field(
 ) -> None:
     with pytest.raises(ManifestError) as caught:
         compile_tenant(document, SECRETS)
+    assert (caught.value.path, caught.value.message) == (path, message)
+
+
+def prepaid(rates: object, **more: object) -> dict[str, Any]:
+    document = manifest()
+    document["spec"]["billing"] = {"plan": "prepaid", "currency": "EUR", "rates": rates, **more}
+    return document
+
+
+def test_rates_are_read_as_exact_micros_with_their_increments() -> None:
+    document = prepaid(
+        [
+            {"prefix": "49", "name": "Germany", "perMinute": "0.0125", "connectFee": 0.1},
+            {"prefix": "4915", "perMinute": 0.2, "increments": "30/6"},
+            {"prefix": "", "perMinute": 1, "increments": "1/1"},
+        ],
+        rateInternalCalls=True,
+    )
+    billing = compile_tenant(document, SECRETS).billing
+    assert billing.rates == (
+        Rate("49", 12_500, connect_fee_micros=100_000, name="Germany"),
+        Rate("4915", 200_000, initial_s=30, increment_s=6),
+        Rate("", 1_000_000, initial_s=1, increment_s=1),
+    )
+    assert billing.rate_internal_calls
+    assert billing.rate_table.rate("4915112345678") == billing.rates[1]
+
+
+@pytest.mark.parametrize(
+    ("rates", "path", "message"),
+    [
+        ({"prefix": "49"}, "spec.billing.rates", "must be a list, not a mapping"),
+        ([{"prefix": "49"}], "spec.billing.rates[0].perMinute", "is required"),
+        (
+            [{"prefix": "49", "perMinute": "0.0000001"}],
+            "spec.billing.rates[0].perMinute",
+            "must be a non-negative amount with at most 6 decimals, not '0.0000001'",
+        ),
+        (
+            [{"prefix": "49", "perMinute": "-1"}],
+            "spec.billing.rates[0].perMinute",
+            "must be a non-negative amount with at most 6 decimals, not '-1'",
+        ),
+        (
+            [{"prefix": "49", "perMinute": "cheap"}],
+            "spec.billing.rates[0].perMinute",
+            "must be an amount like \"0.06\", not 'cheap'",
+        ),
+        (
+            [{"prefix": "49", "perMinute": "0.1", "increments": "60"}],
+            "spec.billing.rates[0].increments",
+            "must be initial/subsequent seconds like 60/60, not '60'",
+        ),
+        (
+            [{"prefix": "49", "perMinute": "0.1", "increments": "0/6"}],
+            "spec.billing.rates[0].increments",
+            "rate '49': initial_s must be an integer in 1..3600, not 0",
+        ),
+        (
+            [{"prefix": "+49", "perMinute": "0.1"}],
+            "spec.billing.rates[0].prefix",
+            "rate prefix '+49' is not digits",
+        ),
+        (
+            [{"prefix": "49", "perMinute": "0.1"}, {"prefix": "49", "perMinute": "0.2"}],
+            "spec.billing.rates",
+            "two rates for prefix '49'",
+        ),
+        (
+            [{"prefix": "49", "perMinute": "0.1", "per": 1}],
+            "spec.billing.rates[0].per",
+            "unknown field (expected: connectFee, increments, name, perMinute, prefix)",
+        ),
+    ],
+)
+def test_a_bad_rate_names_the_field(rates: object, path: str, message: str) -> None:
+    with pytest.raises(ManifestError) as caught:
+        compile_tenant(prepaid(rates), SECRETS)
     assert (caught.value.path, caught.value.message) == (path, message)

@@ -19,11 +19,13 @@ callers.
 from __future__ import annotations
 
 import datetime
+import decimal
 import hashlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from contracts.billing.rating import MICROS_PER_UNIT, Rate, RatingError
 from contracts.snapshot import (
     DEFAULT_TRIAL_CALL_LIMIT_S,
     DEFAULT_TRIAL_DAILY_MINUTES,
@@ -53,7 +55,8 @@ LIMIT_FIELDS: Mapping[str, str] = {
 #: ``spec.media`` key → :class:`MediaPolicy` field.
 MEDIA_FIELDS: Mapping[str, str] = {"anchor": "anchor"}
 #: ``spec.billing`` keys; ``spec.billing.trial`` key → :class:`BillingPlan` field.
-_BILLING_KEYS = frozenset({"plan", "currency", "trial"})
+_BILLING_KEYS = frozenset({"plan", "currency", "trial", "rates", "rateInternalCalls"})
+_RATE_KEYS = frozenset({"prefix", "name", "perMinute", "connectFee", "increments"})
 TRIAL_FIELDS: Mapping[str, str] = {
     "callLimitSeconds": "call_limit_s",
     "dailyMinutes": "daily_minutes",
@@ -83,6 +86,7 @@ _NESTED_SOURCES: Mapping[str, Mapping[str, str]] = {
     "billing": {
         "plan": "plan",
         "currency": "currency",
+        "rate_internal_calls": "rateInternalCalls",
         **{field: f"trial.{key}" for key, field in TRIAL_FIELDS.items()},
     },
     "extensions": {
@@ -177,6 +181,13 @@ def _billing(spec: Mapping[str, Any]) -> BillingPlan:
     the trial defaults (60 s a call, 60 minutes a day)."""
     section = _mapping(spec.get("billing", {}), "spec.billing", _BILLING_KEYS)
     values: dict[str, Any] = {key: section[key] for key in ("plan", "currency") if key in section}
+    if "rateInternalCalls" in section:
+        values["rate_internal_calls"] = section["rateInternalCalls"]
+    if "rates" in section:
+        rates = _sequence(section["rates"], "spec.billing.rates")
+        values["rates"] = tuple(
+            _rate(item, f"spec.billing.rates[{index}]") for index, item in enumerate(rates)
+        )
     if values.get("plan") == "trial":
         values["call_limit_s"] = DEFAULT_TRIAL_CALL_LIMIT_S
         values["daily_minutes"] = DEFAULT_TRIAL_DAILY_MINUTES
@@ -193,6 +204,54 @@ def _billing(spec: Mapping[str, Any]) -> BillingPlan:
             values["expires_at_s"] = _expiry(trial["expires"], "spec.billing.trial.expires")
     with _snapshot_errors("billing"):
         return BillingPlan(**values)
+
+
+def _rate(value: object, path: str) -> Rate:
+    """One ``spec.billing.rates`` entry: prices in the currency's units as decimal text
+    (``"0.06"``; a YAML number is read by its text), increments as ``"60/60"``."""
+    entry = _mapping(value, path, _RATE_KEYS)
+    prefix = entry.get("prefix", "")
+    if not isinstance(prefix, str):
+        raise ManifestError(f"{path}.prefix", f"must be a string of digits, not {_kind(prefix)}")
+    increments = entry.get("increments", "60/60")
+    initial, slash, subsequent = str(increments).partition("/")
+    if not (slash and initial.isdigit() and subsequent.isdigit()):
+        raise ManifestError(
+            f"{path}.increments",
+            f"must be initial/subsequent seconds like 60/60, not {_shown(increments)}",
+        )
+    name = entry.get("name", "")
+    if not isinstance(name, str):
+        raise ManifestError(f"{path}.name", f"must be a string, not {_kind(name)}")
+    try:
+        return Rate(
+            prefix,
+            _micros(_required(entry, "perMinute", path), f"{path}.perMinute"),
+            connect_fee_micros=_micros(entry.get("connectFee", 0), f"{path}.connectFee"),
+            initial_s=int(initial),
+            increment_s=int(subsequent),
+            name=name,
+        )
+    except RatingError as exc:
+        where = {"initial_s": "increments", "increment_s": "increments"}.get(exc.field, exc.field)
+        raise ManifestError(join_path(path, where) if where else path, str(exc)) from None
+
+
+def _micros(value: object, path: str) -> int:
+    """An amount of money in the currency's units (``"0.06"``) as integer micros, exactly:
+    never through a float's arithmetic, and refused when it has more than 6 decimals."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ManifestError(path, f'must be an amount like "0.06", not {_kind(value)}')
+    try:
+        amount = decimal.Decimal(str(value))
+    except decimal.InvalidOperation:
+        raise ManifestError(path, f'must be an amount like "0.06", not {_shown(value)}') from None
+    micros = amount * MICROS_PER_UNIT
+    if not amount.is_finite() or amount < 0 or micros != micros.to_integral_value():
+        raise ManifestError(
+            path, f"must be a non-negative amount with at most 6 decimals, not {_shown(value)}"
+        )
+    return int(micros)
 
 
 def _expiry(value: object, path: str) -> int:
