@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from contracts.billing.store import BillingStore
+from contracts.stores.url import open_store
 from sipedge.adapters.memory_location import MemoryLocationStore
 from sipedge.adapters.redis_dialogs import RedisDialogStore
 from sipedge.adapters.redis_location import RedisLocationStore
@@ -27,6 +29,7 @@ from sipedge.adapters.relay import MediaRelays, Retransmission
 from sipedge.calls import CallControl
 from sipedge.calls.admission import Admission
 from sipedge.calls.anchor import Anchor
+from sipedge.calls.credit import ACCOUNT, Credit
 from sipedge.config import EdgeConfig
 from sipedge.dialogs import DialogStore, MemoryDialogStore
 from sipedge.edge import Edge
@@ -41,6 +44,9 @@ from sipedge.ua import UserAgent
 log = logging.getLogger("sipedge.app")
 
 GAUGE_INTERVAL_S = 5.0
+#: How often each edge process settles the legs of edges that died (their reservations
+#: expired): a dead edge's call is billed within this of its grace.
+RECOVER_INTERVAL_S = 10.0
 #: Allocations between young-generation collections (CPython's default is 700). A
 #: request allocates a few hundred container objects that die young; at 700 the
 #: collector ran every couple of requests and re-scanned each transaction still alive.
@@ -80,10 +86,13 @@ class EdgeProcess:
         self.ua = UserAgent(self.edge, self.tenants, location, self.calls)
         self.edge.tu = self.ua
         self._housekeeping: list[asyncio.Task[None]] = []
+        self.billing: BillingStore | None = None
 
     async def start(self) -> None:
         if self.config.metrics_port is not None:
             self.metrics.serve(self.config.metrics_port + self.worker)
+        if self.config.billing_url is not None:
+            await self._open_billing(self.config.billing_url)
         await self.edge.start()
         if self.relays is not None:
             await self.relays.start()
@@ -110,6 +119,36 @@ class EdgeProcess:
             await self.pipe.close()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.billing is not None:
+            await self.billing.close()
+
+    async def _open_billing(self, url: str) -> None:
+        """The billing store, migrated, with an account for each prepaid tenant loaded
+        from the manifests (the operator provisions them in a cluster; this makes
+        ``cloudpbx dev`` and a bare edge work too), and the recovery of dead edges' legs."""
+        store = self.billing = await open_store(url)
+        await store.migrate()
+        for tenant in self.tenants:
+            if tenant.billing.plan == "prepaid":
+                await store.upsert_tenant(
+                    tenant.name, plan=tenant.billing.plan, currency=tenant.billing.currency
+                )
+                await store.create_account(tenant.name, ACCOUNT)
+        self.calls.credit = credit = Credit(store, self.config.credit_slice_s)
+        self._housekeeping.append(asyncio.create_task(self._recover(credit)))
+
+    async def _recover(self, credit: Credit) -> None:
+        """Settle the legs whose edge died (:mod:`sipedge.calls.credit`), every edge
+        process alike: the store settles each leg once."""
+        while True:
+            await asyncio.sleep(RECOVER_INTERVAL_S)
+            try:
+                recovered = await credit.recover(int(self.edge.wall() * 1000))
+            except Exception:
+                log.exception("billing recovery failed; trying again")
+                continue
+            if recovered:
+                log.info("settled %d call legs of edges that stopped", recovered)
 
     async def _gauges(self) -> None:
         while True:

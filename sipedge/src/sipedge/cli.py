@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
+from contracts.stores.url import check_url
 from sipedge import logs
 from sipedge.app import serve
 from sipedge.config import EdgeConfig, Listen
@@ -63,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--relay-tries", type=int, default=5, help="sends of an ng command")
     run.add_argument(
         "--relay-ping-interval", type=float, default=10.0, help="seconds between relay pings"
+    )
+    run.add_argument(
+        "--billing",
+        dest="billing_url",
+        type=check_url,
+        default=None,
+        help="billing store: postgresql://… or sqlite:///PATH (prepaid credit control, CDRs)",
+    )
+    run.add_argument(
+        "--credit-slice",
+        type=int,
+        default=60,
+        help="seconds of talk time a prepaid call reserves ahead, extended as it runs",
     )
     _common(run)
     dev = commands.add_parser("dev", help="run on embedded defaults with the demo tenant")
@@ -133,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         relay_timeout_s=args.relay_timeout,
         relay_tries=args.relay_tries,
         relay_ping_interval_s=args.relay_ping_interval,
+        billing_url=args.billing_url,
+        credit_slice_s=args.credit_slice,
         **({"nonce_secret": secret} if secret else {}),
     )
     load_manifest_folder(config.manifests)  # fail fast, with the file and field named

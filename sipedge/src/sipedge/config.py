@@ -79,6 +79,11 @@ class EdgeConfig:
     relay_tries: int = 5
     #: Seconds between health pings to every relay (a down relay is skipped).
     relay_ping_interval_s: float = 10.0
+    #: The billing store (contracts.stores.url): prepaid credit control and CDRs. None:
+    #: no prepaid tenant's call can be made (503).
+    billing_url: str | None = None
+    #: Talk time a prepaid call holds ahead (sipedge.calls.credit.SLICE_S).
+    credit_slice_s: int = 60
 
     def __reduce__(self) -> tuple[type[EdgeConfig], tuple[object, ...]]:
         """Rebuilt through __init__ when unpickled (see :meth:`Listen.__reduce__`)."""

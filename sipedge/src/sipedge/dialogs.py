@@ -68,6 +68,9 @@ class Call:
     cutoff_at: float = 0.0
     #: A trial tenant's call: its seconds count against the trial's day.
     trial: bool = False
+    #: A prepaid call's INVITE time (epoch ms): its A leg is settled (a CDR) when it
+    #: ends; 0: no credit control.
+    billed_at_ms: int = 0
 
     def leg_of(self, call_id: str) -> tuple[Leg, Leg] | None:
         """(this leg, the other leg) for a request in dialog ``call_id``."""
@@ -100,6 +103,8 @@ class Call:
             fields["cutoff_at"] = self.cutoff_at
         if self.trial:
             fields["trial"] = True
+        if self.billed_at_ms:
+            fields["billed_at_ms"] = self.billed_at_ms
         return _JSON.encode(fields)
 
     @classmethod

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
+from contracts.billing.rating import Rate
+from contracts.billing.store import Disposition
 from contracts.snapshot import Extension, TenantSnapshot
 from sipedge.adapters.relay import RelayError
 from sipedge.adapters.transport import Inbound
@@ -32,6 +34,7 @@ from sipedge.calls.build import (
     relayed_response,
     unavailable,
 )
+from sipedge.calls.credit import Billed, Credit, rate_of
 from sipedge.dialogs import Call, DialogStore, Leg
 from sipedge.edge import ClientEvent, ClientHandler, Edge
 from sipedge.location import Binding, LocationStore
@@ -114,6 +117,11 @@ class Setup:
     late_offer: bool = False
     #: What admission granted: a cut-off, a concurrent-call slot to free.
     admitted: Admitted = UNLIMITED
+    #: A prepaid call's billing (None: no credit control) and its first grant's seconds.
+    billed: Billed | None = None
+    granted_s: int = 0
+    #: The final status the caller got, for the CDR of a call that never connected.
+    final_status: int = 0
 
 
 class CallControl:
@@ -126,12 +134,15 @@ class CallControl:
         dialogs: DialogStore,
         anchor: Anchor | None = None,
         admission: Admission | None = None,
+        credit: Credit | None = None,
     ) -> None:
         self.edge = edge
         self.location = location
         self.dialogs = dialogs
         #: Trial rules and concurrent-call limits (in this process's memory by default).
         self.admission = admission if admission is not None else Admission(MemoryQuotas())
+        #: Prepaid credit control; None: no billing store, no prepaid tenant's call goes.
+        self.credit = credit
         #: None: no relay configured, so no call is anchored.
         self.anchor = anchor
         if anchor is not None:
@@ -211,6 +222,8 @@ class CallControl:
         )
         setup.admitted = admitted
         self._setups[key] = setup
+        if tenant.billing.plan == "prepaid" and not await self._open_credit(setup, caller, callee):
+            return
         sdp: bytes | None = None
         setup.late_offer = not has_sdp(invite)
         if self.anchor is not None and tenant.media.anchor and not setup.late_offer:
@@ -242,6 +255,36 @@ class CallControl:
         loop = asyncio.get_running_loop()
         setup.ring_timer = loop.call_later(tenant.limits.ring_timeout_s, self._ring_timeout, setup)
 
+    async def _open_credit(self, setup: Setup, caller: Extension, callee: Extension) -> bool:
+        """A prepaid call's rate and first grant (:mod:`.credit`); False when the caller
+        was refused (402, 403: no money or no rate; 503: no billing store here)."""
+        tenant = setup.tenant
+        rate = rate_of(tenant, callee.number, internal=True)
+        if self.credit is None:
+            rate = Refused(503, "Billing Unavailable")
+        now_ms = _ms(self.edge.wall())
+        if isinstance(rate, Refused):
+            self._refuse(setup, rate.status, rate.reason)
+            return False
+        setup.billed = Billed(rate, now_ms, caller.number, callee.number)
+        assert self.credit is not None
+        opened = await self.credit.open(
+            tenant.name, setup.a_invite.call_id, setup.billed, tenant.limits.ring_timeout_s, now_ms
+        )
+        if isinstance(opened, Refused):
+            self._refuse(setup, opened.status, opened.reason)
+            return False
+        setup.granted_s = opened.total_s if opened is not None else 0
+        return not setup.finished  # CANCELled meanwhile: that ended it
+
+    def _refuse(self, setup: Setup, status: int, reason: str) -> None:
+        """Refuse a set-up before any B leg (credit control), with its CDR if billed."""
+        log.info("call refused: %s", reason, extra=_fields(setup, status=status))
+        setup.finished = True
+        setup.final_status = status
+        self._reply(setup.a_key, setup.a_invite, status, reason, setup.a_tag)
+        self._end_setup(setup, "failed")
+
     async def _anchor_offer(self, anchor: Anchor, setup: Setup) -> bytes | None:
         """The caller's offer (RFC 3264 §5) through a relay: the SDP for the callee. None
         when the call cannot go on: the relay refused or was silent (503 to the caller:
@@ -267,6 +310,7 @@ class CallControl:
         self._stop_ringing(setup)
         host = self.edge.config.advertised_host
         self.edge.respond(setup.a_key, unavailable(setup.a_invite, setup.a_tag, host, why))
+        setup.final_status = 503
         self._end_setup(setup, "failed")
 
     def _release_setup(self, setup: Setup) -> None:
@@ -274,9 +318,23 @@ class CallControl:
         if setup.relay is not None and self.anchor is not None:
             self._spawn(self.anchor.delete(setup.relay, setup.a_invite.call_id))
 
-    def _release(self, call: Call) -> None:
+    def _release(self, call: Call, disposition: Disposition | None = None) -> None:
         """What an ended call (BYE, session timer, no ACK, cut-off) held: its relay
-        session, its concurrent-call slot, a trial's seconds of the day."""
+        session, its concurrent-call slot, a trial's seconds of the day; a prepaid call
+        is settled (its CDR, charged)."""
+        if call.billed_at_ms and self.credit is not None:
+            billed = Billed(
+                None, call.billed_at_ms, _user(call.a.remote_uri), _user(call.a.local_uri)
+            )
+            work = self.credit.settle(
+                call.tenant,
+                call.a.call_id,
+                billed,
+                disposition or Disposition.ANSWERED,
+                _ms(call.answered_at),
+                self._end_ms(call, disposition),
+            )
+            self._spawn(work)
         if call.relay and self.anchor is not None:
             self._spawn(self.anchor.delete(RelayAddress.parse(call.relay), call.a.call_id))
         if call.holds_slot or call.trial:
@@ -404,6 +462,7 @@ class CallControl:
                 holds_slot=admitted.holds_slot,
                 cutoff_at=now + admitted.limit_s if admitted.limit_s else 0.0,
                 trial=setup.tenant.billing.trial,
+                billed_at_ms=setup.billed.setup_ms if setup.billed is not None else 0,
             ),
             response,
             now,
@@ -449,6 +508,9 @@ class CallControl:
                 return
             setup.relay = relay
             call = replace(call, relay=str(relay))
+        rate = setup.billed.rate if setup.billed is not None else None
+        if rate is not None:
+            call = await self._answered_credit(setup, call, rate)
         try:
             await self.dialogs.put(call, self.edge.wall())
         except Exception:
@@ -463,11 +525,45 @@ class CallControl:
         self._retransmit_2xx(call, answer)
         self._arm_session_timer(call)
         self._arm_cutoff(call)
+        if rate is not None:
+            self._arm_extension(call, rate)
         if setup.admitted.holds_slot:
             work = self.admission.answered(
                 call.tenant, call.a.call_id, setup.admitted, call.answered_at
             )
             self._spawn(work)
+
+    async def _answered_credit(self, setup: Setup, call: Call, rate: Rate) -> Call:
+        """Report the answer and take the next slice: the call's credit cut-off (or the
+        trial's, if sooner) is the answer plus everything granted."""
+        assert self.credit is not None
+        answered_ms = _ms(call.answered_at)
+        total_s = await self.credit.extend(
+            call.tenant, call.a.call_id, rate, answered_ms, answered_ms
+        )
+        cutoff = call.answered_at + (total_s if total_s is not None else setup.granted_s)
+        return replace(call, cutoff_at=min(cutoff, call.cutoff_at) if call.cutoff_at else cutoff)
+
+    def _arm_extension(self, call: Call, rate: Rate) -> None:
+        """Ask for the next slice a little before the cut-off (:mod:`.credit`)."""
+        assert self.credit is not None
+        delay_s = max(0.0, call.cutoff_at - self.credit.lead_s - self.edge.wall())
+        asyncio.get_running_loop().call_later(
+            delay_s, lambda: self._spawn(self._extend(call.tenant, call.a.call_id, rate))
+        )
+
+    async def _extend(self, tenant: str, call_id: str, rate: Rate) -> None:
+        call = await self.dialogs.get(tenant, call_id)
+        if call is None or self.credit is None:
+            return  # ended meanwhile
+        now = self.edge.wall()
+        answered_ms = _ms(call.answered_at)
+        total_s = await self.credit.extend(tenant, call_id, rate, answered_ms, _ms(now))
+        if total_s is None or call.answered_at + total_s <= call.cutoff_at:
+            return  # no more money: the cut-off stands
+        call = replace(call, cutoff_at=call.answered_at + total_s)
+        await self.dialogs.put(call, now)
+        self._arm_extension(call, rate)
 
     def _settle_owed_ack(self, call: Call) -> None:
         """A late-offer call ended before the answer came: ACK the B leg's 2xx anyway
@@ -529,6 +625,7 @@ class CallControl:
         log.info("call failed", extra=_fields(setup, status=status))
         setup.finished = True
         self._stop_ringing(setup)
+        setup.final_status = status
         reasons = {
             486: "Busy Here",
             480: "Temporarily Unavailable",
@@ -564,7 +661,19 @@ class CallControl:
             self._setup_over(setup)
 
     def _setup_over(self, setup: Setup) -> None:
-        """A call that never got established frees its concurrent-call slot."""
+        """A call that never got established frees its concurrent-call slot and, when
+        prepaid, gets its CDR (nothing charged)."""
+        if setup.billed is not None and self.credit is not None:
+            end_ms = _ms(self.edge.wall())
+            work = self.credit.settle(
+                setup.tenant.name,
+                setup.a_invite.call_id,
+                setup.billed,
+                _disposition(setup.final_status),
+                None,
+                end_ms,
+            )
+            self._spawn(work)
         if setup.admitted.holds_slot:
             work = self.admission.ended(
                 setup.tenant.name, setup.a_invite.call_id, holds_slot=True, now=self.edge.wall()
@@ -654,6 +763,15 @@ class CallControl:
             delay_s, lambda: self._spawn(self._session_expired(call.tenant, call.a.call_id))
         )
 
+    def _end_ms(self, call: Call, disposition: Disposition | None) -> int:
+        """When a call ended, for its CDR: a cut-off call ended at its limit (the
+        milliseconds the BYE took to leave do not start another increment)."""
+        now_ms = _ms(self.edge.wall())
+        if disposition is Disposition.CUT_OFF and call.cutoff_at:
+            limit_ms = _ms(call.answered_at) + _ms(call.cutoff_at - call.answered_at)
+            return min(now_ms, limit_ms)
+        return now_ms
+
     def _arm_cutoff(self, call: Call) -> None:
         """A call with a limit (a trial's per-call minute) is ended on both legs then."""
         if not call.cutoff_at:
@@ -667,8 +785,11 @@ class CallControl:
         call = await self.dialogs.get(tenant, call_id)
         if call is None:
             return  # ended before its limit
+        if call.cutoff_at > self.edge.wall() + 0.05:
+            self._arm_cutoff(call)  # extended meanwhile (more credit)
+            return
         log.info("call cut off at its limit call-id=%s", call_id)
-        await self._hang_up(call)
+        await self._hang_up(call, Disposition.CUT_OFF if call.billed_at_ms else None)
 
     async def _session_expired(self, tenant: str, call_id: str) -> None:
         call = await self.dialogs.get(tenant, call_id)
@@ -723,14 +844,15 @@ class CallControl:
         log.info("media timeout on the relay call-id=%s: hanging up", call_id)
         await self._hang_up(call)
 
-    async def _hang_up(self, call: Call) -> None:
-        """End both legs (no ACK came, a session timer ran out, the tenant went away)."""
+    async def _hang_up(self, call: Call, disposition: Disposition | None = None) -> None:
+        """End both legs (no ACK came, a session timer ran out, the tenant went away,
+        the call's credit or trial limit ran out)."""
         self._owed.pop(call.a.call_id, None)
         self._owed.pop(call.b.call_id, None)
         if await self.dialogs.delete(call):
             self._send_bye(call.a, call.tenant)
             self._send_bye(call.b, call.tenant)
-            self._release(call)
+            self._release(call, disposition)
             self.edge.metrics.calls.labels(call.tenant, "ended").inc()
 
     # -- in-dialog requests ----------------------------------------------------------------------
@@ -952,6 +1074,28 @@ def _with_session_timer(call: Call, response: Response, now: float) -> Call:
     except ValueError:
         return call
     return replace(call, session_interval_s=interval, session_expires_at=now + interval)
+
+
+def _disposition(status: int) -> Disposition:
+    """How a call that never connected ended, by the final status its caller got."""
+    if status in (486, 600):
+        return Disposition.BUSY
+    if status in (402, 403):
+        return Disposition.REFUSED
+    if status in (0, 408, 480, 487, 603):
+        return Disposition.NO_ANSWER  # 0: the caller hung up (CANCEL) before an answer
+    return Disposition.FAILED
+
+
+def _ms(seconds: float) -> int:
+    """Epoch (or a span of) seconds as the billing store's whole milliseconds, rounded
+    alike everywhere so that a call cut at 3 s lasts 3,000 ms, not 3,001."""
+    return round(seconds * 1000)
+
+
+def _user(uri: str) -> str:
+    """The user part of a SIP URI (``sip:2001@acme.pbx.test`` → ``2001``), for CDRs."""
+    return uri.partition(":")[2].partition("@")[0]
 
 
 def _fields(setup: Setup, **more: object) -> dict[str, object]:
