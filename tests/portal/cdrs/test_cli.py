@@ -1,6 +1,6 @@
 """``python -m portal.cdrs export`` end to end, as a subprocess: the CSV on standard
 output or in a file, and bad input refused with exit status 2, one line on standard
-error and nothing written."""
+error and nothing written; and, in process, a store that fails part way through."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import HEADER, KNOWN_CSV, StoreUrl
+from contracts.billing.rating import RateTable
+from contracts.billing.store import Balance, Cdr
+from portal.cdrs.cli import write_export
+from portal.cdrs.export import CdrSource
+from portal.cdrs.window import Window
+from portal.stores import open_billing_store
+
+from ..conftest import DEC_1_MS, HEADER, KNOWN_CSV, NOV_1_MS, StoreUrl
 
 PROG = "python -m portal.cdrs"
 
@@ -106,3 +113,40 @@ def test_usage() -> None:
         f"{PROG}: the following arguments are required: command (see --help)"
     ]
     assert b"--until" in run("export", "--help").stdout
+
+
+class FailingStore:
+    """A store whose connection drops after the first day of CDRs."""
+
+    def __init__(self, store: CdrSource) -> None:
+        self.store = store
+        self.reads = 0
+
+    async def rates(self, tenant: str) -> RateTable:
+        return await self.store.rates(tenant)
+
+    async def balance(self, tenant: str, account: str) -> Balance:
+        return await self.store.balance(tenant, account)
+
+    async def cdrs(self, tenant: str, *, since_ms: int, until_ms: int) -> tuple[Cdr, ...]:
+        self.reads += 1
+        if self.reads > 1:
+            raise ConnectionResetError("the server went away")
+        return await self.store.cdrs(tenant, since_ms=since_ms, until_ms=until_ms)
+
+
+@pytest.mark.asyncio
+async def test_a_store_failing_part_way_leaves_the_file_alone(
+    known_cdrs: StoreUrl, tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "november.csv"
+    out.parent.mkdir()
+    out.write_text("last month's export\n")
+    store = await open_billing_store(known_cdrs.url)
+    try:
+        with pytest.raises(ConnectionResetError):
+            await write_export(FailingStore(store), "acme", Window(NOV_1_MS, DEC_1_MS), str(out))
+    finally:
+        await store.close()
+    assert list(out.parent.iterdir()) == [out]
+    assert out.read_text() == "last month's export\n"

@@ -30,8 +30,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from contracts.billing.store import BillingStore, UnknownTenant
-from portal.cdrs.export import check_tenant, export_csv
+from contracts.billing.store import UnknownTenant
+from portal.cdrs.export import CdrSource, check_tenant, export_csv
 from portal.cdrs.window import Window, WindowError
 from portal.stores import STORE_ERRORS, StoreUrlError, open_billing_store, shown
 
@@ -85,7 +85,7 @@ async def _export(url: str, tenant: str, window: Window, out: str) -> int:
         except STORE_ERRORS as error:
             raise StoreUrlError(f"cannot read billing data from {shown(url)}: {error}") from None
         try:
-            rows = await _write(store, tenant, window, out)
+            rows = await write_export(store, tenant, window, out)
         except BrokenPipeError:  # the reader went away (| head): nothing left to tell it
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
@@ -99,7 +99,9 @@ async def _export(url: str, tenant: str, window: Window, out: str) -> int:
     return 0
 
 
-async def _write(store: BillingStore, tenant: str, window: Window, out: str) -> int:
+async def write_export(store: CdrSource, tenant: str, window: Window, out: str) -> int:
+    """The CSV to standard output (``out`` is ``-``) or to the file ``out``, which is
+    replaced only once the whole export is written; returns the rows written."""
     if out == "-":
         with _stdout() as stdout:
             return await export_csv(store, tenant, window, stdout)
