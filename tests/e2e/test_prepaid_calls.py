@@ -80,11 +80,16 @@ def top_up(url: str, tenant: str, micros: int) -> None:
 def cdrs_and_balance(url: str, tenant: str, calls: int) -> tuple[list[Cdr], int]:
     """The tenant's CDRs once ``calls`` are there (the edge settles after the BYE), and
     the account's balance."""
+    return cdrs_and_balance_within(url, tenant, calls, timeout_s=10)
 
+
+def cdrs_and_balance_within(
+    url: str, tenant: str, calls: int, *, timeout_s: float
+) -> tuple[list[Cdr], int]:
     async def run() -> tuple[list[Cdr], int]:
         store = await open_store(url)
         try:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + timeout_s
             while True:
                 found = list(await store.cdrs(tenant, since_ms=0, until_ms=2**62))
                 if len(found) >= calls or time.monotonic() > deadline:
@@ -193,3 +198,47 @@ def test_three_concurrent_calls_share_the_money_and_are_all_cut_at_their_limits(
     assert balance >= 0
     assert sum(cdr.amount_micros for cdr in cdrs) == money - balance
     assert balance < PER_SECOND_MICROS  # the money ran out: no whole second was left
+
+
+@pytest.mark.timeout(120)
+def test_an_edge_killed_mid_call_leaves_exactly_one_cdr_written_by_another(
+    edge_factory: EdgeFactory, tmp_path: Path
+) -> None:
+    """kill -9 of the edge that carries a call: nothing settles it there; its reservation
+    expires (no more extensions), and the other edge's recovery writes the leg's one CDR,
+    charged up to the last activity plus the grace, never beyond what was reserved."""
+    name = f"pre{secrets.token_hex(3)}"
+    domain = f"{name}.pbx.test"
+    url = f"sqlite:///{tmp_path / 'billing.db'}"
+    args = ["--billing", url, "--credit-slice", "2"]
+    shared = {"manifest": prepaid_tenant(name, domain), "tenant": name, "domain": domain}
+    doomed = edge_factory(redis=True, extra_args=args, **shared)
+    survivor = edge_factory(redis=True, extra_args=args, **shared)
+    money = FEE_MICROS + 600 * PER_SECOND_MICROS
+    top_up(url, name, money)
+    caller = ScriptedPhone("2001", domain, PASSWORDS["2001"])
+    callee = ScriptedPhone("2002", domain, PASSWORDS["2002"])
+    try:
+        callee.register(doomed.port)
+        answered_call(doomed, caller, callee)
+        time.sleep(3)  # a few slices extended
+        doomed.process.kill()
+        doomed.process.wait(5)
+        killed_at_ms = int(time.time() * 1000)
+        (cdr,), balance = cdrs_and_balance_within(url, name, 1, timeout_s=60)
+    finally:
+        caller.close()
+        callee.close()
+    assert survivor.alive()
+    assert cdr.disposition == Disposition.RECOVERED
+    assert cdr.answered_ms is not None
+    assert 3000 <= cdr.end_ms - cdr.answered_ms <= killed_at_ms - cdr.answered_ms + 35_000
+    # Charged for the talk it had reserved when its edge died (at least the 3 s it ran),
+    # never beyond: the store's bound (contracts.billing.store).
+    assert FEE_MICROS + 3 * PER_SECOND_MICROS <= cdr.amount_micros
+    assert cdr.amount_micros <= FEE_MICROS + cdr.billable_s * PER_SECOND_MICROS
+    assert balance == money - cdr.amount_micros
+    # Later recoveries (every edge, every 10 s) find nothing more to settle.
+    time.sleep(11)
+    cdrs, again = cdrs_and_balance_within(url, name, 1, timeout_s=0)
+    assert (len(cdrs), again) == (1, balance)
