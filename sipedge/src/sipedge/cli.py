@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--manifests", type=Path, default=None, help="folder of Tenant YAML")
     dev.add_argument("--metrics-port", type=int, default=9060)
     dev.add_argument(
+        "--billing",
+        dest="billing_url",
+        type=check_url,
+        default=None,
+        help="billing store (default: sqlite:/// a file in $XDG_DATA_HOME/cloudpbx)",
+    )
+    dev.add_argument(
         "--relay",
         action="append",
         type=RelayAddress.parse,
@@ -244,15 +251,26 @@ def _dev(args: argparse.Namespace) -> int:
         manifests=folder,
         metrics_port=args.metrics_port,
         relays=tuple(args.relay),
+        billing_url=args.billing_url or _dev_billing_url(),
     )
     print(_banner(config, [t.name for t in tenants], folder), flush=True)
     return _run_workers(config)
+
+
+def _dev_billing_url() -> str:
+    """The embedded billing store: one SQLite file that outlives the process (balances
+    and CDRs are money and history), under ``$XDG_DATA_HOME`` (``~/.local/share``)."""
+    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    folder = data / "cloudpbx"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'billing.db'}"
 
 
 def _banner(config: EdgeConfig, tenants: list[str], folder: Path) -> str:
     listen = config.listens[0]
     lines = [
         "cloudpbx dev: the SIP edge on embedded defaults (memory stores, no Postgres/Redis)",
+        f"  billing (balances, CDRs): {config.billing_url}",
         f"  SIP server / registrar / outbound proxy: {listen.host}:{listen.port} (UDP and TCP)",
         f"  tenants from {folder}: {', '.join(tenants)}",
         f"  metrics: http://127.0.0.1:{config.metrics_port}/metrics",
