@@ -64,3 +64,21 @@ def test_a_recovered_leg_ends_at_last_activity_plus_grace_not_after_now(
 ) -> None:
     got = credit.recovered_end_ms(last_seen_ms=last_seen_ms, grace_s=grace_s, now_ms=now_ms)
     assert got == end_ms
+
+
+@pytest.mark.parametrize(("covered_until_ms", "end_ms"), [(60_000, 11_000), (8_000, 8_000)])
+def test_a_recovered_leg_never_runs_past_what_its_reservation_covered(
+    covered_until_ms: int, end_ms: int
+) -> None:
+    got = credit.recovered_end_ms(
+        last_seen_ms=1_000, grace_s=10, now_ms=100_000, covered_until_ms=covered_until_ms
+    )
+    assert got == end_ms
+
+
+def test_an_invoiced_leg_is_charged_its_whole_cost_with_nothing_held() -> None:
+    # Postpaid: 2 min 1 s on 60/60 is three minutes and the fee; not answered is free.
+    assert credit.charge_micros(
+        BY_MINUTE, 121_000, answered=True, held=0, invoiced=True
+    ) == credit.held_micros(BY_MINUTE, 180)
+    assert credit.charge_micros(BY_MINUTE, 121_000, answered=False, held=0, invoiced=True) == 0

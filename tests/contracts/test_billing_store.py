@@ -252,6 +252,59 @@ async def test_recover_settles_a_dead_edges_leg_at_last_activity_plus_grace(
     assert (balance.account.balance_micros, balance.account.held_micros) == (430 * CENTS, 0)
 
 
+async def test_a_recovered_leg_is_billed_no_longer_than_its_reservation_covered(
+    store: SqlBillingStore,
+) -> None:
+    # Per second: 61 s granted in all, last seen 50 s after answer. Last activity plus a
+    # 30 s grace would be 80 s, more than the reservation paid for; the edge would have
+    # cut the call at 61 s, so the CDR says 61 s and its amount pays for exactly that.
+    per_second = Rate("49", 60 * CENTS, connect_fee_micros=10 * CENTS, initial_s=1, increment_s=1)
+    await funded(store, 5 * MICROS_PER_UNIT)
+    answered = T0_MS + 2_000
+    for now_ms, want_s in ((answered, 60), (answered + 50_000, 1)):
+        await store.authorize(
+            "acme", "alice", "c1", "a", rate=per_second, want_s=want_s, now_ms=now_ms,
+            answered_ms=answered, hold_s=10,
+        )  # fmt: skip
+    (cdr,) = await store.recover(now_ms=answered + 600_000, grace_s=30)
+    assert (cdr.end_ms - answered, cdr.billable_s) == (61_000, 61)
+    assert cdr.amount_micros == 71 * CENTS == per_second.cost_micros(61_000)
+
+
+async def test_a_postpaid_leg_is_priced_in_full_and_moves_no_money(
+    store: SqlBillingStore,
+) -> None:
+    await store.upsert_tenant("acme", plan="postpaid", currency="EUR")
+    await store.create_account("acme", "alice")
+    end = LegEnd(
+        "acme", "alice", "c1", "a", "+4930111", "+4917222", Disposition.ANSWERED,
+        setup_ms=T0_MS, answered_ms=T0_MS + 2_000, end_ms=T0_MS + 2_000 + 121_000,
+        rate=BY_MINUTE, invoiced=True,
+    )  # fmt: skip
+    cdr = await store.settle(end, now_ms=end.end_ms)
+    assert (cdr.billable_s, cdr.amount_micros) == (180, 190 * CENTS)
+    assert await store.settle(end, now_ms=end.end_ms + 5) == cdr
+    balance = await store.balance("acme", "alice")
+    assert (balance.account.balance_micros, balance.account.held_micros) == (0, 0)
+    assert await store.ledger("acme", "alice") == ()
+
+
+async def test_a_leg_holding_prepaid_money_cannot_be_settled_as_invoiced(
+    store: SqlBillingStore,
+) -> None:
+    await funded(store, 5 * MICROS_PER_UNIT)
+    await authorize(store, "c1")
+    end = LegEnd(
+        "acme", "alice", "c1", "a", "+4930111", "+4917222", Disposition.ANSWERED,
+        setup_ms=T0_MS, answered_ms=T0_MS, end_ms=T0_MS + 1_000, rate=BY_MINUTE,
+        invoiced=True,
+    )  # fmt: skip
+    with pytest.raises(InvalidRequest, match="not invoiced"):
+        await store.settle(end, now_ms=T0_MS + 1_000)
+    assert await store.cdrs("acme", since_ms=0, until_ms=T0_MS * 2) == ()
+    assert (await store.balance("acme", "alice")).account.held_micros == 70 * CENTS
+
+
 async def test_an_unanswered_leg_recovers_free(store: SqlBillingStore) -> None:
     await funded(store, 5 * MICROS_PER_UNIT)
     await authorize(store, "c1")

@@ -32,12 +32,16 @@ def held_micros(rate: Rate, total_s: int) -> int:
     return rate.cost_micros(total_s * 1000)
 
 
-def charge_micros(rate: Rate | None, duration_ms: int, *, answered: bool, held: int) -> int:
+def charge_micros(
+    rate: Rate | None, duration_ms: int, *, answered: bool, held: int, invoiced: bool = False
+) -> int:
     """What settling a leg charges: its cost, never more than it held (module
-    :mod:`contracts.billing.store` states that bound)."""
+    :mod:`contracts.billing.store` states that bound); an invoiced (postpaid) leg's
+    whole cost, which no reservation held."""
     if rate is None or not answered:
         return 0
-    return min(rate.cost_micros(duration_ms), held)
+    cost = rate.cost_micros(duration_ms)
+    return cost if invoiced else min(cost, held)
 
 
 def billable_s(rate: Rate | None, duration_ms: int, *, answered: bool) -> int:
@@ -47,7 +51,12 @@ def billable_s(rate: Rate | None, duration_ms: int, *, answered: bool) -> int:
     return rate.billed_s(duration_ms)
 
 
-def recovered_end_ms(*, last_seen_ms: int, grace_s: int, now_ms: int) -> int:
+def recovered_end_ms(
+    *, last_seen_ms: int, grace_s: int, now_ms: int, covered_until_ms: int | None = None
+) -> int:
     """Where a leg whose edge died is taken to have ended: its last known activity plus
-    a bounded grace, and not after now."""
-    return min(now_ms, last_seen_ms + grace_s * 1000)
+    a bounded grace, not after now, and not after ``covered_until_ms`` (an answered
+    leg's answer plus the seconds its reservation paid for: the edge would have cut
+    it off there)."""
+    end_ms = min(now_ms, last_seen_ms + grace_s * 1000)
+    return end_ms if covered_until_ms is None else min(end_ms, covered_until_ms)

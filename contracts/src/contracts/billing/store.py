@@ -18,10 +18,13 @@ Credit control, per call leg keyed by ``(tenant, call_id, leg)``:
   A reservation is held until ``expires_at_ms``; the edge extends it before then.
 * :meth:`BillingStore.settle` writes the leg's one CDR and charges its cost, but never
   more than the leg's reservation, then releases the reservation. Settling again (a
-  duplicate or late event) returns the CDR already written and charges nothing.
+  duplicate or late event) returns the CDR already written and charges nothing. A
+  postpaid leg (``LegEnd.invoiced``) is priced in full on its CDR and charges nothing:
+  postpaid tenants are invoiced from their CDRs.
 * :meth:`BillingStore.recover` settles reservations whose edge stopped extending them
   (expired): as answered at the answer time the edge reported, up to its last activity
-  plus ``grace_s``, with disposition ``recovered``.
+  plus ``grace_s`` but never beyond the time the reservation covered, with disposition
+  ``recovered``: its billable seconds are what its amount paid for.
 
 The bound on the balance: it never goes below zero. A reservation's money stays held until
 the reservation is settled, even after it expired (a dead edge's call may still have
@@ -177,6 +180,9 @@ class LegEnd:
     end_ms: int
     #: The rate the leg was rated at; a reservation's rate takes precedence.
     rate: Rate | None = None
+    #: A postpaid leg: its CDR carries its whole price, to be invoiced from the CDRs;
+    #: no money moves on the account now (and no reservation capped it).
+    invoiced: bool = False
 
     def __post_init__(self) -> None:
         for name in ("tenant", "account", "call_id", "leg"):

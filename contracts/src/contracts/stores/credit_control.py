@@ -136,8 +136,12 @@ async def recover(
     if held_leg is None or held_leg.account != account or held_leg.expires_at_ms > now_ms:
         return None
     start_ms = held_leg.started_ms if held_leg.answered_ms is None else held_leg.answered_ms
+    covered_ms = None if held_leg.answered_ms is None else start_ms + 1000 * held_leg.total_s
     end_ms = credit.recovered_end_ms(
-        last_seen_ms=held_leg.last_seen_ms, grace_s=grace_s, now_ms=now_ms
+        last_seen_ms=held_leg.last_seen_ms,
+        grace_s=grace_s,
+        now_ms=now_ms,
+        covered_until_ms=covered_ms,
     )
     end = LegEnd(
         tenant,
@@ -171,6 +175,8 @@ async def _write_cdr(tx: Tx, end: LegEnd, held_leg: Reservation | None, now_ms: 
     rate = end.rate if held_leg is None else held_leg.rate
     answered = end.answered_ms is not None
     held = 0 if held_leg is None else held_leg.reserved_micros
+    if end.invoiced and held:
+        raise InvalidRequest(f"leg {end.call_id} {end.leg} holds prepaid money: not invoiced")
     cdr = Cdr(
         end.tenant,
         end.account,
@@ -183,7 +189,9 @@ async def _write_cdr(tx: Tx, end: LegEnd, held_leg: Reservation | None, now_ms: 
         end.answered_ms,
         end.end_ms,
         credit.billable_s(rate, end.duration_ms, answered=answered),
-        credit.charge_micros(rate, end.duration_ms, answered=answered, held=held),
+        credit.charge_micros(
+            rate, end.duration_ms, answered=answered, held=held, invoiced=end.invoiced
+        ),
         rate,
         now_ms,
     )
@@ -194,19 +202,20 @@ async def _write_cdr(tx: Tx, end: LegEnd, held_leg: Reservation | None, now_ms: 
     )
     if held_leg is not None:
         await tx.execute("DELETE FROM reservations WHERE " + _LEG, end.tenant, end.call_id, end.leg)
-    if cdr.amount_micros:
+    charged = 0 if end.invoiced else cdr.amount_micros  # postpaid: invoiced from CDRs
+    if charged:
         await tx.execute(
             "INSERT INTO ledger (tenant, account, kind, amount_micros, reference, at_ms) "
             "VALUES ($1, $2, $3, $4, $5, $6)",
             end.tenant,
             end.account,
             LedgerKind.CHARGE.value,
-            -cdr.amount_micros,
+            -charged,
             f"{end.call_id} {end.leg}",
             now_ms,
         )
-    if held or cdr.amount_micros:
-        await _move(tx, end.tenant, end.account, balance=-cdr.amount_micros, held=-held)
+    if held or charged:
+        await _move(tx, end.tenant, end.account, balance=-charged, held=-held)
     return cdr
 
 
