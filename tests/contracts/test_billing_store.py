@@ -67,10 +67,13 @@ async def authorize(
 
 async def test_migrating_twice_is_a_no_op(billing: Stores) -> None:
     first, second = await billing.open(), await billing.open()
-    assert list(await asyncio.gather(first.migrate(), second.migrate())) == [1, 1]
-    assert await first.migrate() == 1
+    assert list(await asyncio.gather(first.migrate(), second.migrate())) == [2, 2]
+    assert await first.migrate() == 2
     async with first.database.transaction() as tx:
-        assert await tx.fetch("SELECT version FROM schema_migrations") == [(1,)]
+        assert await tx.fetch("SELECT version FROM schema_migrations ORDER BY version") == [
+            (1,),
+            (2,),
+        ]
 
 
 async def test_provisioning_tenants_accounts_and_rate_tables(store: SqlBillingStore) -> None:
@@ -287,6 +290,46 @@ async def test_a_postpaid_leg_is_priced_in_full_and_moves_no_money(
     balance = await store.balance("acme", "alice")
     assert (balance.account.balance_micros, balance.account.held_micros) == (0, 0)
     assert await store.ledger("acme", "alice") == ()
+
+
+async def test_a_postpaid_leg_is_tracked_without_money_and_recovered_priced_in_full(
+    store: SqlBillingStore,
+) -> None:
+    # No balance at all: a postpaid leg is granted every slice it asks for, holds
+    # nothing, and when its edge dies the recovery prices it in full without moving money.
+    await store.upsert_tenant("acme", plan="postpaid", currency="EUR")
+    await store.create_account("acme", "alice")
+    answered = T0_MS + 2_000
+    for now_ms, want_s in ((T0_MS, 60), (answered, 60), (answered + 100_000, 60)):
+        grant = await store.authorize(
+            "acme", "alice", "c1", "a", rate=BY_MINUTE, want_s=want_s, now_ms=now_ms,
+            answered_ms=None if now_ms == T0_MS else answered, hold_s=30, invoiced=True,
+        )  # fmt: skip
+        assert isinstance(grant, Grant)
+        assert grant.reserved_micros == 0
+    (held,) = (await store.balance("acme", "alice")).reservations
+    assert (held.invoiced, held.total_s, held.reserved_micros) == (True, 180, 0)
+    (cdr,) = await store.recover(now_ms=answered + 600_000, grace_s=10)
+    assert (cdr.disposition, cdr.end_ms - answered) == (Disposition.RECOVERED, 110_000)
+    assert (cdr.billable_s, cdr.amount_micros) == (120, 130 * CENTS)  # the fee, two minutes
+    balance = await store.balance("acme", "alice")
+    assert (balance.account.balance_micros, balance.account.held_micros) == (0, 0)
+    assert await store.ledger("acme", "alice") == ()
+
+
+async def test_a_free_leg_is_tracked_and_a_dead_edges_free_call_still_gets_its_cdr(
+    store: SqlBillingStore,
+) -> None:
+    await funded(store, 0)
+    free = Rate("", 0, name="free")
+    grant = await store.authorize(
+        "acme", "alice", "c1", "a", rate=free, want_s=60, now_ms=T0_MS,
+        answered_ms=T0_MS, hold_s=30,
+    )  # fmt: skip
+    assert isinstance(grant, Grant)
+    (cdr,) = await store.recover(now_ms=T0_MS + 600_000, grace_s=10)
+    assert (cdr.answered_ms, cdr.end_ms, cdr.amount_micros) == (T0_MS, T0_MS + 10_000, 0)
+    assert cdr.rate == free
 
 
 async def test_a_leg_holding_prepaid_money_cannot_be_settled_as_invoiced(

@@ -123,7 +123,16 @@ PREPAID = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (PREPAID,)
+TRACKED_LEGS = Migration(
+    2,
+    "reservations of postpaid legs, tracked without money and priced in full on settling",
+    (
+        "ALTER TABLE reservations ADD COLUMN invoiced INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (invoiced IN (0, 1))",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (PREPAID, TRACKED_LEGS)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

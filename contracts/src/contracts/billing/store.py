@@ -21,6 +21,9 @@ Credit control, per call leg keyed by ``(tenant, call_id, leg)``:
   duplicate or late event) returns the CDR already written and charges nothing. A
   postpaid leg (``LegEnd.invoiced``) is priced in full on its CDR and charges nothing:
   postpaid tenants are invoiced from their CDRs.
+* Legs that hold no money are tracked the same way, so a dead edge's call still gets its
+  CDR: a free call's reservation holds nothing, and a postpaid leg's (``invoiced``)
+  neither, whatever its rate.
 * :meth:`BillingStore.recover` settles reservations whose edge stopped extending them
   (expired): as answered at the answer time the edge reported, up to its last activity
   plus ``grace_s`` but never beyond the time the reservation covered, with disposition
@@ -137,6 +140,9 @@ class Reservation:
     answered_ms: int | None
     last_seen_ms: int
     expires_at_ms: int
+    #: A postpaid leg, tracked (for recovery) without holding money: settled, it is
+    #: priced in full and invoiced (:class:`LegEnd`).
+    invoiced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,12 +297,15 @@ class BillingStore(Protocol):
         hold_s: int | None = None,
         caller: str = "",
         callee: str = "",
+        invoiced: bool = False,
     ) -> Grant | Refusal:
         """Reserve (first call) or extend (later calls) up to ``want_s`` seconds for the
         leg. ``answered_ms`` records when the leg was answered, ``caller`` and ``callee``
         who it was between (for :meth:`recover`); the reservation is held ``hold_s``
-        from ``now_ms`` (default: the seconds granted). A later call keeps the first
-        call's rate, caller and callee."""
+        from ``now_ms`` (default: the seconds granted). ``invoiced``: a postpaid leg,
+        tracked without money (every ``want_s`` is granted, nothing is held) so that
+        :meth:`recover` closes it too. A later call keeps the first call's rate, caller,
+        callee and ``invoiced``."""
         ...
 
     async def settle(self, end: LegEnd, *, now_ms: int) -> Cdr:

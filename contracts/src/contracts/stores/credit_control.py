@@ -54,6 +54,7 @@ async def authorize(
     hold_s: int | None,
     caller: str,
     callee: str,
+    invoiced: bool = False,
 ) -> Grant | Refusal:
     """Reserve or extend the leg: lock, read, one write to the leg, one to the account."""
     check_key(tenant=tenant, account=account, call_id=call_id, leg=leg)
@@ -66,21 +67,25 @@ async def authorize(
         raise InvalidRequest(f"leg {call_id} {leg} is held by account {held_leg.account!r}")
     # A new leg starts from an empty reservation at the rate it was rated at.
     was = held_leg or Reservation(
-        tenant, account, call_id, leg, caller, callee, rate, 0, 0, now_ms, None, now_ms, now_ms
-    )
-    total_s = credit.allowance_s(
-        was.rate,
-        held_s=was.total_s,
-        budget_micros=was.reserved_micros + available_micros,
-        want_s=want_s,
-    )
+        tenant, account, call_id, leg, caller, callee, rate, 0, 0, now_ms, None, now_ms, now_ms,
+        invoiced,
+    )  # fmt: skip
+    if was.invoiced:  # postpaid: tracked, nothing held
+        total_s = was.total_s + want_s
+    else:
+        total_s = credit.allowance_s(
+            was.rate,
+            held_s=was.total_s,
+            budget_micros=was.reserved_micros + available_micros,
+            want_s=want_s,
+        )
     granted_s = total_s - was.total_s
     if granted_s == 0:
         return Refusal(RefusalReason.INSUFFICIENT_BALANCE)
     grown = replace(
         was,
         total_s=total_s,
-        reserved_micros=credit.held_micros(was.rate, total_s),
+        reserved_micros=0 if was.invoiced else credit.held_micros(was.rate, total_s),
         answered_ms=answered_ms if was.answered_ms is None else was.answered_ms,
         last_seen_ms=max(now_ms, was.last_seen_ms),
         expires_at_ms=max(now_ms + 1000 * (hold_s or granted_s), was.expires_at_ms),
@@ -177,6 +182,7 @@ async def _write_cdr(tx: Tx, end: LegEnd, held_leg: Reservation | None, now_ms: 
     held = 0 if held_leg is None else held_leg.reserved_micros
     if end.invoiced and held:
         raise InvalidRequest(f"leg {end.call_id} {end.leg} holds prepaid money: not invoiced")
+    invoiced = end.invoiced or (held_leg is not None and held_leg.invoiced)
     cdr = Cdr(
         end.tenant,
         end.account,
@@ -190,7 +196,7 @@ async def _write_cdr(tx: Tx, end: LegEnd, held_leg: Reservation | None, now_ms: 
         end.end_ms,
         credit.billable_s(rate, end.duration_ms, answered=answered),
         credit.charge_micros(
-            rate, end.duration_ms, answered=answered, held=held, invoiced=end.invoiced
+            rate, end.duration_ms, answered=answered, held=held, invoiced=invoiced
         ),
         rate,
         now_ms,
@@ -202,7 +208,7 @@ async def _write_cdr(tx: Tx, end: LegEnd, held_leg: Reservation | None, now_ms: 
     )
     if held_leg is not None:
         await tx.execute("DELETE FROM reservations WHERE " + _LEG, end.tenant, end.call_id, end.leg)
-    charged = 0 if end.invoiced else cdr.amount_micros  # postpaid: invoiced from CDRs
+    charged = 0 if invoiced else cdr.amount_micros  # postpaid: invoiced from CDRs
     if charged:
         await tx.execute(
             "INSERT INTO ledger (tenant, account, kind, amount_micros, reference, at_ms) "
@@ -273,7 +279,7 @@ async def _update_reservation(tx: Tx, grown: Reservation) -> None:
 async def _insert_reservation(tx: Tx, held: Reservation) -> None:
     await tx.execute(
         f"INSERT INTO reservations ({RESERVATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, "
-        "$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+        "$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         held.tenant,
         held.account,
         held.call_id,
@@ -287,6 +293,7 @@ async def _insert_reservation(tx: Tx, held: Reservation) -> None:
         held.answered_ms,
         held.last_seen_ms,
         held.expires_at_ms,
+        int(held.invoiced),
     )
 
 

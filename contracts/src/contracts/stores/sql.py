@@ -91,6 +91,7 @@ class SqlBillingStore(BillingStore):
         hold_s: int | None = None,
         caller: str = "",
         callee: str = "",
+        invoiced: bool = False,
     ) -> Grant | Refusal:
         async with self.database.transaction() as tx:
             return await credit_control.authorize(
@@ -106,6 +107,7 @@ class SqlBillingStore(BillingStore):
                 hold_s=hold_s,
                 caller=caller,
                 callee=callee,
+                invoiced=invoiced,
             )
 
     async def settle(self, end: LegEnd, *, now_ms: int) -> Cdr:

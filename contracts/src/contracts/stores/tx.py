@@ -48,7 +48,7 @@ RATE_COLUMNS = (
 )
 RESERVATION_COLUMNS = (
     f"tenant, account, call_id, leg, caller, callee, {RATE_COLUMNS}, total_s, "
-    "reserved_micros, started_ms, answered_ms, last_seen_ms, expires_at_ms"
+    "reserved_micros, started_ms, answered_ms, last_seen_ms, expires_at_ms, invoiced"
 )
 CDR_COLUMNS = (
     "tenant, account, call_id, leg, caller, callee, disposition, setup_ms, answered_ms, "
@@ -88,7 +88,7 @@ def reservation_of(row: Row) -> Reservation:
     tenant, account, call_id, leg, caller, callee = row[:6]
     rate = rate_of(row[6:12])
     assert rate is not None  # the schema's reservations always carry their rate
-    total_s, reserved_micros, started_ms, answered_ms, last_seen_ms, expires_at_ms = row[12:]
+    total_s, reserved_micros, started_ms, answered_ms, last_seen_ms, expires_at_ms = row[12:18]
     return Reservation(
         tenant=tenant,
         account=account,
@@ -103,6 +103,7 @@ def reservation_of(row: Row) -> Reservation:
         answered_ms=answered_ms,
         last_seen_ms=last_seen_ms,
         expires_at_ms=expires_at_ms,
+        invoiced=bool(row[18]),
     )
 
 
