@@ -1,4 +1,4 @@
-"""Prepaid calls through a real edge with its billing store (issue 5.2, 5.4, 5.5).
+"""Prepaid and postpaid calls through a real edge with its billing store (issue 5.2–5.5).
 
 The edge runs with ``--billing sqlite:///…`` (the embedded store; the store suite runs
 the same operations on Postgres) and ``--credit-slice 2``, so a call holds 2 s of talk
@@ -11,6 +11,10 @@ the store, as the portal would, and reads the CDRs back from it.
   charges the connect fee and 3 s; the balance is 0, never below.
 * Three concurrent calls share money for 9 s: each runs until an extension is refused
   and is cut within 1 s of its own limit; the charges add up to the money there was.
+* Every attempt has one CDR per leg: the caller's (``A``, charged) and, once the callee
+  was tried, the callee's (``B``, free); a number that does not exist gets the caller's.
+* Postpaid: no balance, never cut off (however many slices it outlives), priced in full
+  on its CDR, no money moved.
 """
 
 from __future__ import annotations
@@ -42,21 +46,23 @@ BILLING = (
 )
 
 
-def prepaid_tenant(name: str, domain: str) -> Callable[[Path], None]:
+def prepaid_tenant(name: str, domain: str, billing: str = BILLING) -> Callable[[Path], None]:
     def write(folder: Path) -> None:
         write_tenant(folder, name, domain)
         path = folder / f"{name}.yaml"
-        path.write_text(path.read_text().replace("  limits:", BILLING + "  limits:"))
+        path.write_text(path.read_text().replace("  limits:", billing + "  limits:"))
 
     return write
 
 
 @contextmanager
-def prepaid_edge(edge_factory: EdgeFactory, tmp_path: Path) -> Iterator[tuple[EdgeProc, str]]:
+def prepaid_edge(
+    edge_factory: EdgeFactory, tmp_path: Path, billing: str = BILLING
+) -> Iterator[tuple[EdgeProc, str]]:
     name = f"pre{secrets.token_hex(3)}"
     url = f"sqlite:///{tmp_path / 'billing.db'}"
     edge = edge_factory(
-        manifest=prepaid_tenant(name, f"{name}.pbx.test"),
+        manifest=prepaid_tenant(name, f"{name}.pbx.test", billing),
         tenant=name,
         domain=f"{name}.pbx.test",
         extra_args=["--billing", url, "--credit-slice", "2"],
@@ -77,10 +83,26 @@ def top_up(url: str, tenant: str, micros: int) -> None:
     asyncio.run(run())
 
 
-def cdrs_and_balance(url: str, tenant: str, calls: int) -> tuple[list[Cdr], int]:
-    """The tenant's CDRs once ``calls`` are there (the edge settles after the BYE), and
+def cdrs_and_balance(url: str, tenant: str, legs: int) -> tuple[list[Cdr], int]:
+    """The tenant's CDRs once ``legs`` are there (the edge settles after the BYE), and
     the account's balance."""
-    return cdrs_and_balance_within(url, tenant, calls, timeout_s=10)
+    return cdrs_and_balance_within(url, tenant, legs, timeout_s=10)
+
+
+def by_leg(cdrs: list[Cdr]) -> tuple[list[Cdr], list[Cdr]]:
+    """The caller legs' CDRs and the callee legs', each in call order, checking that
+    each call's callee leg has its caller leg's disposition and times, free."""
+    callers = sorted((c for c in cdrs if c.leg == "A"), key=lambda c: c.call_id)
+    callees = sorted((c for c in cdrs if c.leg == "B"), key=lambda c: c.call_id)
+    assert len(callers) + len(callees) == len(cdrs)
+    by_call = {c.call_id: c for c in callers}
+    for callee in callees:
+        caller = by_call[callee.call_id]
+        assert (callee.disposition, callee.setup_ms, callee.answered_ms, callee.end_ms) == (
+            caller.disposition, caller.setup_ms, caller.answered_ms, caller.end_ms,
+        )  # fmt: skip
+        assert (callee.amount_micros, callee.rate) == (0, None)
+    return callers, callees
 
 
 def cdrs_and_balance_within(
@@ -138,7 +160,10 @@ def test_no_money_is_402_before_any_b_leg_and_still_a_cdr(
             caller.close()
             callee.close()
         (cdr,), balance = cdrs_and_balance(url, edge.tenant, 1)
-        assert (cdr.disposition, cdr.amount_micros, balance) == (Disposition.REFUSED, 0, 0)
+        assert (cdr.leg, cdr.disposition, cdr.amount_micros) == ("A", Disposition.REFUSED, 0)
+        assert balance == 0
+        time.sleep(0.5)  # no callee leg was tried: its CDR does not come later
+        assert len(cdrs_and_balance_within(url, edge.tenant, 2, timeout_s=0)[0]) == 1
 
 
 def test_money_for_3_s_cuts_the_call_at_3_s_and_charges_exactly_that(
@@ -157,7 +182,8 @@ def test_money_for_3_s_cuts_the_call_at_3_s_and_charges_exactly_that(
         finally:
             caller.close()
             callee.close()
-        (cdr,), balance = cdrs_and_balance(url, edge.tenant, 1)
+        cdrs, balance = cdrs_and_balance(url, edge.tenant, 2)
+    (cdr,), (_callee,) = by_leg(cdrs)
     assert cdr.disposition == Disposition.CUT_OFF
     assert cdr.answered_ms is not None
     assert abs((cdr.end_ms - cdr.answered_ms) - 3000) < 1000
@@ -187,8 +213,9 @@ def test_three_concurrent_calls_share_the_money_and_are_all_cut_at_their_limits(
         finally:
             for phone in (callee, *callers):
                 phone.close()
-        cdrs, balance = cdrs_and_balance(url, edge.tenant, 3)
-    assert len(cdrs) == 3
+        every_leg, balance = cdrs_and_balance(url, edge.tenant, 6)
+    cdrs, callees = by_leg(every_leg)
+    assert (len(cdrs), len(callees)) == (3, 3)
     for cdr in cdrs:
         assert cdr.disposition == Disposition.CUT_OFF, cdr
         assert cdr.answered_ms is not None
@@ -225,7 +252,8 @@ def test_an_edge_killed_mid_call_leaves_exactly_one_cdr_written_by_another(
         doomed.process.kill()
         doomed.process.wait(5)
         killed_at_ms = int(time.time() * 1000)
-        (cdr,), balance = cdrs_and_balance_within(url, name, 1, timeout_s=60)
+        every_leg, balance = cdrs_and_balance_within(url, name, 2, timeout_s=60)
+        (cdr,), (_callee,) = by_leg(every_leg)
     finally:
         caller.close()
         callee.close()
@@ -240,5 +268,61 @@ def test_an_edge_killed_mid_call_leaves_exactly_one_cdr_written_by_another(
     assert balance == money - cdr.amount_micros
     # Later recoveries (every edge, every 10 s) find nothing more to settle.
     time.sleep(11)
-    cdrs, again = cdrs_and_balance_within(url, name, 1, timeout_s=0)
-    assert (len(cdrs), again) == (1, balance)
+    cdrs, again = cdrs_and_balance_within(url, name, 3, timeout_s=0)
+    assert (len(cdrs), again) == (2, balance)
+
+
+POSTPAID = BILLING.replace("plan: prepaid", "plan: postpaid")
+
+
+def test_a_postpaid_call_outlives_its_slices_uncut_and_is_priced_in_full(
+    edge_factory: EdgeFactory, tmp_path: Path
+) -> None:
+    """No balance at all: a postpaid call goes, runs past several 2 s slices (each
+    extension only records that it still runs), and its CDR carries the whole price,
+    which no money on the account paid: the tenant is invoiced from its CDRs."""
+    with prepaid_edge(edge_factory, tmp_path, POSTPAID) as (edge, url):
+        caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
+        callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
+        try:
+            callee.register(edge.port)
+            invite = caller.invite(edge.port, "2002")
+            callee.answer(callee.receive_request("INVITE"), 200, "OK", edge.port)
+            answer = caller.final()
+            assert answer.status == 200, (answer.status, answer.reason)
+            to = answer.headers.get("To") or ""
+            target = target_of(answer)
+            caller.send(caller.request("ACK", target, to, invite.call_id, 2), edge.port)
+            callee.sock.settimeout(7)
+            with pytest.raises(TimeoutError):  # no cut-off: nothing comes for 7 s
+                callee.receive_request("BYE")
+            caller.send(caller.request("BYE", target, to, invite.call_id, 3), edge.port)
+            callee.sock.settimeout(5)
+            callee.answer(callee.receive_request("BYE"), 200, "OK", edge.port)
+            assert caller.final().status == 200
+        finally:
+            caller.close()
+            callee.close()
+        every_leg, balance = cdrs_and_balance(url, edge.tenant, 2)
+    (cdr,), (_callee,) = by_leg(every_leg)
+    assert cdr.disposition == Disposition.ANSWERED
+    assert cdr.answered_ms is not None
+    assert 7 <= cdr.billable_s <= 9
+    assert cdr.end_ms - cdr.answered_ms <= cdr.billable_s * 1000
+    assert cdr.amount_micros == FEE_MICROS + cdr.billable_s * PER_SECOND_MICROS
+    assert balance == 0
+
+
+def test_an_attempt_at_a_number_that_does_not_exist_gets_its_cdr(
+    edge_factory: EdgeFactory, tmp_path: Path
+) -> None:
+    with prepaid_edge(edge_factory, tmp_path) as (edge, url):
+        caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
+        try:
+            caller.invite(edge.port, "2999")
+            assert caller.final().status == 404
+        finally:
+            caller.close()
+        (cdr,), balance = cdrs_and_balance(url, edge.tenant, 1)
+    assert (cdr.leg, cdr.callee, cdr.disposition) == ("A", "2999", Disposition.FAILED)
+    assert (cdr.answered_ms, cdr.amount_micros, cdr.rate, balance) == (None, 0, None, 0)

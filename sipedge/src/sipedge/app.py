@@ -123,17 +123,16 @@ class EdgeProcess:
             await self.billing.close()
 
     async def _open_billing(self, url: str) -> None:
-        """The billing store, migrated, with an account for each prepaid tenant loaded
-        from the manifests (the operator provisions them in a cluster; this makes
-        ``cloudpbx dev`` and a bare edge work too), and the recovery of dead edges' legs."""
+        """The billing store, migrated, with the account of each tenant loaded from the
+        manifests (the operator provisions them in a cluster; this makes ``cloudpbx dev``
+        and a bare edge work too), and the recovery of dead edges' legs."""
         store = self.billing = await open_store(url)
         await store.migrate()
         for tenant in self.tenants:
-            if tenant.billing.plan == "prepaid":
-                await store.upsert_tenant(
-                    tenant.name, plan=tenant.billing.plan, currency=tenant.billing.currency
-                )
-                await store.create_account(tenant.name, ACCOUNT)
+            await store.upsert_tenant(
+                tenant.name, plan=tenant.billing.plan, currency=tenant.billing.currency
+            )
+            await store.create_account(tenant.name, ACCOUNT)
         self.calls.credit = credit = Credit(store, self.config.credit_slice_s)
         self._housekeeping.append(asyncio.create_task(self._recover(credit)))
 

@@ -184,15 +184,16 @@ class CallControl:
         caller: Extension,
     ) -> None:
         a_tag = self.new_tag()
-        if invite.max_forwards == 0:
-            self._reply(key, invite, 483, "Too Many Hops", a_tag)
-            return
         callee_number = invite.uri.user if isinstance(invite.uri, SipUri) else None
-        callee = tenant.extension(callee_number or "")
+        dialled = callee_number or ""
+        if invite.max_forwards == 0:
+            self._refuse_attempt(tenant, key, invite, a_tag, caller, dialled, 483, "Too Many Hops")
+            return
+        callee = tenant.extension(dialled)
         if callee is None:
-            refused = Admission.external(tenant, callee_number or "")
+            refused = Admission.external(tenant, dialled)
             status, reason = (refused.status, refused.reason) if refused else (404, "Not Found")
-            self._reply(key, invite, status, reason, a_tag)
+            self._refuse_attempt(tenant, key, invite, a_tag, caller, dialled, status, reason)
             return
         aor = f"sip:{callee.number}@{tenant.domain}"
         bindings = [
@@ -201,12 +202,14 @@ class CallControl:
             if not self._is_us(b)
         ]
         if not bindings:
-            self._reply(key, invite, 480, "Temporarily Unavailable", a_tag)
+            status, reason = 480, "Temporarily Unavailable"
+            self._refuse_attempt(tenant, key, invite, a_tag, caller, dialled, status, reason)
             return
         admitted = await self.admission.admit(tenant, invite.call_id, self.edge.wall())
         if isinstance(admitted, Refused):
             log.info("call refused: %s", admitted.reason, extra={"call_id": invite.call_id})
-            self._reply(key, invite, admitted.status, admitted.reason, a_tag)
+            status, reason = admitted.status, admitted.reason
+            self._refuse_attempt(tenant, key, invite, a_tag, caller, dialled, status, reason)
             return
         self._reply(key, invite, 100, "Trying", None)
         setup = Setup(
@@ -222,7 +225,7 @@ class CallControl:
         )
         setup.admitted = admitted
         self._setups[key] = setup
-        if tenant.billing.plan == "prepaid" and not await self._open_credit(setup, caller, callee):
+        if not await self._open_credit(setup, caller, callee):
             return
         sdp: bytes | None = None
         setup.late_offer = not has_sdp(invite)
@@ -255,26 +258,60 @@ class CallControl:
         loop = asyncio.get_running_loop()
         setup.ring_timer = loop.call_later(tenant.limits.ring_timeout_s, self._ring_timeout, setup)
 
-    async def _open_credit(self, setup: Setup, caller: Extension, callee: Extension) -> bool:
-        """A prepaid call's rate and first grant (:mod:`.credit`); False when the caller
-        was refused (402, 403: no money or no rate; 503: no billing store here)."""
-        tenant = setup.tenant
-        rate = rate_of(tenant, callee.number, internal=True)
+    def _refuse_attempt(
+        self,
+        tenant: TenantSnapshot,
+        key: TransactionKey,
+        invite: Request,
+        a_tag: str,
+        caller: Extension,
+        dialled: str,
+        status: int,
+        reason: str,
+    ) -> None:
+        """Refuse a call before it is set up (no such number, nobody registered, a
+        trial's limits); the attempt still gets its CDR (the caller's leg, unrated)."""
+        self._reply(key, invite, status, reason, a_tag)
         if self.credit is None:
-            rate = Refused(503, "Billing Unavailable")
+            return
+        now_ms = _ms(self.edge.wall())
+        billed = Billed(None, now_ms, caller.number, dialled)
+        work = self.credit.settle(
+            tenant.name,
+            invite.call_id,
+            billed,
+            _disposition(status),
+            None,
+            now_ms,
+            callee_leg=False,
+        )
+        self._spawn(work)
+
+    async def _open_credit(self, setup: Setup, caller: Extension, callee: Extension) -> bool:
+        """The call's rate and its caller leg opened in the billing store with a first
+        grant (:mod:`.credit`); False when the caller was refused (402, 403: no money or
+        no rate; 503: the store failed, or a prepaid call on an edge without one). Without
+        a billing store, other plans' calls go unrecorded."""
+        tenant = setup.tenant
+        if self.credit is None:
+            if tenant.billing.plan != "prepaid":
+                return True
+            self._refuse(setup, 503, "Billing Unavailable")
+            return False
+        rate = rate_of(tenant, callee.number, internal=True)
         now_ms = _ms(self.edge.wall())
         if isinstance(rate, Refused):
             self._refuse(setup, rate.status, rate.reason)
             return False
-        setup.billed = Billed(rate, now_ms, caller.number, callee.number)
-        assert self.credit is not None
+        invoiced = tenant.billing.plan == "postpaid"
+        setup.billed = Billed(rate, now_ms, caller.number, callee.number, invoiced)
         opened = await self.credit.open(
             tenant.name, setup.a_invite.call_id, setup.billed, tenant.limits.ring_timeout_s, now_ms
         )
         if isinstance(opened, Refused):
             self._refuse(setup, opened.status, opened.reason)
             return False
-        setup.granted_s = opened.total_s if opened is not None else 0
+        setup.granted_s = opened.total_s
         return not setup.finished  # CANCELled meanwhile: that ended it
 
     def _refuse(self, setup: Setup, status: int, reason: str) -> None:
@@ -320,8 +357,8 @@ class CallControl:
 
     def _release(self, call: Call, disposition: Disposition | None = None) -> None:
         """What an ended call (BYE, session timer, no ACK, cut-off) held: its relay
-        session, its concurrent-call slot, a trial's seconds of the day; a prepaid call
-        is settled (its CDR, charged)."""
+        session, its concurrent-call slot, a trial's seconds of the day; its legs are
+        settled (their CDRs, the caller's charged)."""
         if call.billed_at_ms and self.credit is not None:
             billed = Billed(
                 None, call.billed_at_ms, _user(call.a.remote_uri), _user(call.a.local_uri)
@@ -333,6 +370,7 @@ class CallControl:
                 disposition or Disposition.ANSWERED,
                 _ms(call.answered_at),
                 self._end_ms(call, disposition),
+                callee_leg=True,
             )
             self._spawn(work)
         if call.relay and self.anchor is not None:
@@ -508,9 +546,9 @@ class CallControl:
                 return
             setup.relay = relay
             call = replace(call, relay=str(relay))
-        rate = setup.billed.rate if setup.billed is not None else None
-        if rate is not None:
-            call = await self._answered_credit(setup, call, rate)
+        billed = setup.billed
+        if billed is not None:
+            call, until = await self._answered_credit(setup, call, billed)
         try:
             await self.dialogs.put(call, self.edge.wall())
         except Exception:
@@ -525,45 +563,57 @@ class CallControl:
         self._retransmit_2xx(call, answer)
         self._arm_session_timer(call)
         self._arm_cutoff(call)
-        if rate is not None:
-            self._arm_extension(call, rate)
+        if billed is not None and billed.rate is not None:
+            self._arm_extension(call, billed.rate, until, capped=billed.capped)
         if setup.admitted.holds_slot:
             work = self.admission.answered(
                 call.tenant, call.a.call_id, setup.admitted, call.answered_at
             )
             self._spawn(work)
 
-    async def _answered_credit(self, setup: Setup, call: Call, rate: Rate) -> Call:
-        """Report the answer and take the next slice: the call's credit cut-off (or the
-        trial's, if sooner) is the answer plus everything granted."""
+    async def _answered_credit(
+        self, setup: Setup, call: Call, billed: Billed
+    ) -> tuple[Call, float]:
+        """Report the answer and take the next slice; returns the call and when its
+        granted time runs out. A prepaid rated call's credit cut-off (or the trial's, if
+        sooner) is that moment; other calls keep the cut-off admission gave them."""
         assert self.credit is not None
+        assert billed.rate is not None
         answered_ms = _ms(call.answered_at)
         total_s = await self.credit.extend(
-            call.tenant, call.a.call_id, rate, answered_ms, answered_ms
+            call.tenant, call.a.call_id, billed.rate, answered_ms, answered_ms
         )
-        cutoff = call.answered_at + (total_s if total_s is not None else setup.granted_s)
-        return replace(call, cutoff_at=min(cutoff, call.cutoff_at) if call.cutoff_at else cutoff)
+        until = call.answered_at + (total_s if total_s is not None else setup.granted_s)
+        if not billed.capped:
+            return call, until
+        cutoff = min(until, call.cutoff_at) if call.cutoff_at else until
+        return replace(call, cutoff_at=cutoff), until
 
-    def _arm_extension(self, call: Call, rate: Rate) -> None:
-        """Ask for the next slice a little before the cut-off (:mod:`.credit`)."""
+    def _arm_extension(self, call: Call, rate: Rate, until: float, *, capped: bool) -> None:
+        """Ask for the next slice a little before the granted time runs out
+        (:mod:`.credit`): for a prepaid call, more money; for any other, the store's
+        record that the call still runs (a dead edge's call is closed near its end)."""
         assert self.credit is not None
-        delay_s = max(0.0, call.cutoff_at - self.credit.lead_s - self.edge.wall())
-        asyncio.get_running_loop().call_later(
-            delay_s, lambda: self._spawn(self._extend(call.tenant, call.a.call_id, rate))
-        )
+        delay_s = max(0.0, until - self.credit.lead_s - self.edge.wall())
+        work = partial(self._extend, call.tenant, call.a.call_id, rate, capped=capped)
+        asyncio.get_running_loop().call_later(delay_s, lambda: self._spawn(work()))
 
-    async def _extend(self, tenant: str, call_id: str, rate: Rate) -> None:
+    async def _extend(self, tenant: str, call_id: str, rate: Rate, *, capped: bool) -> None:
         call = await self.dialogs.get(tenant, call_id)
         if call is None or self.credit is None:
             return  # ended meanwhile
         now = self.edge.wall()
         answered_ms = _ms(call.answered_at)
         total_s = await self.credit.extend(tenant, call_id, rate, answered_ms, _ms(now))
-        if total_s is None or call.answered_at + total_s <= call.cutoff_at:
-            return  # no more money: the cut-off stands
-        call = replace(call, cutoff_at=call.answered_at + total_s)
-        await self.dialogs.put(call, now)
-        self._arm_extension(call, rate)
+        if total_s is None:
+            return  # prepaid: no more money, the cut-off stands
+        until = call.answered_at + total_s
+        if capped:
+            if until <= call.cutoff_at:
+                return
+            call = replace(call, cutoff_at=until)
+            await self.dialogs.put(call, now)
+        self._arm_extension(call, rate, until, capped=capped)
 
     def _settle_owed_ack(self, call: Call) -> None:
         """A late-offer call ended before the answer came: ACK the B leg's 2xx anyway
@@ -661,8 +711,8 @@ class CallControl:
             self._setup_over(setup)
 
     def _setup_over(self, setup: Setup) -> None:
-        """A call that never got established frees its concurrent-call slot and, when
-        prepaid, gets its CDR (nothing charged)."""
+        """A call that never got established frees its concurrent-call slot and gets its
+        CDRs (nothing charged): the callee's leg too when it was tried."""
         if setup.billed is not None and self.credit is not None:
             end_ms = _ms(self.edge.wall())
             work = self.credit.settle(
@@ -672,6 +722,7 @@ class CallControl:
                 _disposition(setup.final_status),
                 None,
                 end_ms,
+                callee_leg=bool(setup.forks),
             )
             self._spawn(work)
         if setup.admitted.holds_slot:
