@@ -1,0 +1,177 @@
+"""Prepaid billing on real Postgres: authorize-and-settle pairs per second, and p99.
+
+Creates a throwaway database on the server of ``CLOUDPBX_TEST_POSTGRES_DSN`` (default:
+the one ``./pbx test`` uses), migrates it, loads ``--accounts`` accounts and runs, through
+the public :class:`~contracts.billing.store.BillingStore` interface of
+:class:`~contracts.stores.postgres.PostgresBillingStore`, ``--calls`` calls per account: each
+an ``authorize`` of the leg's first slice then, when granted, a ``settle`` of the leg
+(answered for exactly that slice, so it is charged what it reserved). The calls of all
+accounts are interleaved, at most ``--inflight`` at once. A *pair* is one granted
+authorize followed by its settle; its latency runs from the authorize to the settle's end.
+
+Double grants are measured, not assumed: each account is funded with exactly k first
+increments, k drawn between 90% of ``--calls`` and ``--calls``, so some of its calls must
+be refused. Any grant beyond k is a double grant. At the end every account must show
+balance 0, held 0, no reservation left, and a ledger summing to its balance.
+
+CPU per pair is the whole machine's busy time (/proc/stat: this process and Postgres)
+over the pairs, and this process's alone.
+
+Run: ``.venv/bin/python bench/billing.py [--accounts N] [--calls M] [--inflight C]``.
+Prints ``RESULT billing rate=<pairs/s> p99_ms=<n> double_grants=<n>``. A benchmark, not
+a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from contracts.billing.rating import MICROS_PER_UNIT, Rate
+from contracts.billing.store import Disposition, Grant, LegEnd
+from contracts.stores.postgres import PostgresBillingStore
+
+POSTGRES_DSN = os.environ.get(
+    "CLOUDPBX_TEST_POSTGRES_DSN", "postgresql://cloudpbx:cloudpbx@127.0.0.1:5432/cloudpbx_test"
+)
+CENTS = MICROS_PER_UNIT // 100
+#: 0.60 a minute in 60/60 steps, connect fee 0.10: a first increment holds 0.70.
+RATE = Rate("49", 60 * CENTS, connect_fee_micros=10 * CENTS, initial_s=60, increment_s=60)
+FIRST_MICROS = 70 * CENTS
+SETUP_MS = 1_000
+
+
+@dataclass
+class Tally:
+    grants: dict[str, int] = field(default_factory=dict)
+    latencies_s: list[float] = field(default_factory=list)
+    refusals: int = 0
+
+
+def database_dsn(dsn: str, database: str) -> str:
+    """``dsn`` pointed at another database on the same server."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def one_call(
+    store: PostgresBillingStore, account: str, call_id: str, tally: Tally, gate: asyncio.Semaphore
+) -> None:
+    async with gate:
+        started = time.perf_counter()
+        outcome = await store.authorize(
+            "bench", account, call_id, "a", rate=RATE, want_s=60, now_ms=SETUP_MS
+        )
+        if not isinstance(outcome, Grant):
+            tally.refusals += 1
+            return
+        answered_ms = SETUP_MS + 10
+        end = LegEnd(
+            "bench", account, call_id, "a", "1001", "4930123", Disposition.ANSWERED,
+            SETUP_MS, answered_ms, answered_ms + outcome.granted_s * 1_000,
+        )  # fmt: skip
+        await store.settle(end, now_ms=end.end_ms)
+        tally.latencies_s.append(time.perf_counter() - started)
+        tally.grants[account] = tally.grants.get(account, 0) + 1
+
+
+async def load(store: PostgresBillingStore, funded: dict[str, int]) -> None:
+    await store.migrate()
+    await store.upsert_tenant("bench", plan="prepaid", currency="EUR")
+    for account, k in funded.items():
+        await store.create_account("bench", account)
+        await store.top_up("bench", account, k * FIRST_MICROS, reference="bench", now_ms=0)
+
+
+async def audit(store: PostgresBillingStore, funded: dict[str, int], tally: Tally) -> list[str]:
+    """What is wrong with the accounts after the run (nothing, when all is well)."""
+    wrong: list[str] = []
+    for account, k in funded.items():
+        granted = tally.grants.get(account, 0)
+        if granted != k:
+            wrong.append(f"{account}: {granted} grants for {k} funded")
+        balance = await store.balance("bench", account)
+        ledger = await store.ledger("bench", account)
+        held = balance.account.held_micros
+        if balance.account.balance_micros < 0 or held < 0 or balance.reservations:
+            wrong.append(f"{account}: balance {balance.account.balance_micros} held {held}")
+        if sum(entry.amount_micros for entry in ledger) != balance.account.balance_micros:
+            wrong.append(f"{account}: ledger does not sum to its balance")
+    return wrong
+
+
+def busy_s() -> float:
+    """The machine's busy CPU time so far (all cores), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(dsn: str, accounts: int, calls: int, inflight: int, pool_size: int) -> None:
+    chance = random.Random(2026)
+    funded = {f"acct-{n}": chance.randint(calls * 9 // 10, calls) for n in range(accounts)}
+    pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
+    store = PostgresBillingStore(pool)
+    try:
+        await load(store, funded)
+        async with pool.acquire() as connection:
+            await connection.execute("ANALYZE")
+        tally, gate = Tally(), asyncio.Semaphore(inflight)
+        order = [(a, f"call-{a}-{n}") for n in range(calls) for a in funded]
+        busy, cpu, started = busy_s(), time.process_time(), time.perf_counter()
+        await asyncio.gather(*(one_call(store, a, c, tally, gate) for a, c in order))
+        elapsed = time.perf_counter() - started
+        busy, cpu = busy_s() - busy, time.process_time() - cpu
+        wrong = await audit(store, funded, tally)
+    finally:
+        await store.close()
+    for line in wrong[:10]:
+        print("WRONG", line)
+    pairs = len(tally.latencies_s)
+    latencies = sorted(tally.latencies_s)
+    p99_ms = latencies[int(0.99 * (pairs - 1))] * 1_000 if pairs else 0.0
+    double = sum(max(0, n - funded[a]) for a, n in tally.grants.items())
+    print(
+        f"pairs={pairs} refusals={tally.refusals} elapsed_s={elapsed:.1f} "
+        f"cpu_us_per_pair={busy / max(pairs, 1) * 1e6:.0f} "
+        f"client_cpu_us_per_pair={cpu / max(pairs, 1) * 1e6:.0f} problems={len(wrong)}"
+    )
+    print(f"RESULT billing rate={pairs / elapsed:.0f} p99_ms={p99_ms:.0f} double_grants={double}")
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    name = f"cloudpbx_bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(args.dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        try:
+            await run(
+                database_dsn(args.dsn, name), args.accounts, args.calls, args.inflight, args.pool
+            )
+        finally:
+            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dsn", default=POSTGRES_DSN)
+    parser.add_argument("--accounts", type=int, default=1_000)
+    parser.add_argument("--calls", type=int, default=100, help="calls per account")
+    parser.add_argument("--inflight", type=int, default=256, help="calls at once, in all")
+    parser.add_argument("--pool", type=int, default=16, help="Postgres connections")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
