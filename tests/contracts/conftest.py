@@ -48,13 +48,9 @@ class Stores:
             if not self.schema_made:
                 await self._admin(f"CREATE SCHEMA {self.schema}")
                 self.schema_made = True
-            pool = await asyncpg.create_pool(
-                POSTGRES_DSN,
-                min_size=1,
-                max_size=pool_size,
-                server_settings={"search_path": self.schema},
+            store = await PostgresBillingStore.connect(
+                POSTGRES_DSN, size=pool_size, server_settings={"search_path": self.schema}
             )
-            store = PostgresBillingStore(pool)
         self.opened.append(store)
         return store
 
