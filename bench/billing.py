@@ -91,6 +91,16 @@ async def load(store: PostgresBillingStore, funded: dict[str, int]) -> None:
         await store.top_up("bench", account, k * FIRST_MICROS, reference="bench", now_ms=0)
 
 
+async def warm_up(store: PostgresBillingStore, inflight: int) -> None:
+    """Opens every pool connection and prepares its statements, on accounts of its own."""
+    warm = {f"warm-{n}": 10 for n in range(10)}
+    await load(store, warm)
+    gate, tally = asyncio.Semaphore(inflight), Tally()
+    await asyncio.gather(
+        *(one_call(store, a, f"warm-{a}-{n}", tally, gate) for n in range(10) for a in warm)
+    )
+
+
 async def audit(store: PostgresBillingStore, funded: dict[str, int], tally: Tally) -> list[str]:
     """What is wrong with the accounts after the run (nothing, when all is well)."""
     wrong: list[str] = []
@@ -108,6 +118,16 @@ async def audit(store: PostgresBillingStore, funded: dict[str, int], tally: Tall
     return wrong
 
 
+async def analyze(dsn: str) -> None:
+    """Fresh statistics for the loaded tables: without them (autovacuum may be off, or not
+    yet run) the planner may pick plans made for empty tables."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+
+
 def busy_s() -> float:
     """The machine's busy CPU time so far (all cores), from /proc/stat."""
     with open("/proc/stat") as stat:
@@ -119,12 +139,11 @@ def busy_s() -> float:
 async def run(dsn: str, accounts: int, calls: int, inflight: int, pool_size: int) -> None:
     chance = random.Random(2026)
     funded = {f"acct-{n}": chance.randint(calls * 9 // 10, calls) for n in range(accounts)}
-    pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
-    store = PostgresBillingStore(pool)
+    store = await PostgresBillingStore.connect(dsn, size=pool_size)
     try:
         await load(store, funded)
-        async with pool.acquire() as connection:
-            await connection.execute("ANALYZE")
+        await analyze(dsn)
+        await warm_up(store, inflight)
         tally, gate = Tally(), asyncio.Semaphore(inflight)
         order = [(a, f"call-{a}-{n}") for n in range(calls) for a in funded]
         busy, cpu, started = busy_s(), time.process_time(), time.perf_counter()
