@@ -22,9 +22,13 @@ from sipedge.quotas import MemoryQuotas, Quotas, utc_day
 
 from .conftest import REDIS_URL
 
-#: The tests' clock starts at the real time: Redis expires a tenant's slot key at the
-#: last slot's lapse (EXPIREAT), by its own clock.
-NOW = float(int(time.time()))
+
+@pytest.fixture
+def now() -> float:
+    """The test's clock starts at the real time, read when the test starts (not when the
+    module is collected, minutes earlier in a full run): Redis expires a tenant's slot
+    key at the last slot's lapse (EXPIREAT), by its own clock."""
+    return float(int(time.time()))
 
 
 @pytest_asyncio.fixture
@@ -48,40 +52,46 @@ async def quotas(request: pytest.FixtureRequest, redis: tuple[Redis, str]) -> tu
 
 
 @pytest.mark.asyncio
-async def test_a_tenant_holds_at_most_its_limit_of_slots(quotas: tuple[Quotas, str]) -> None:
+async def test_a_tenant_holds_at_most_its_limit_of_slots(
+    quotas: tuple[Quotas, str], now: float
+) -> None:
     store, tenant = quotas
-    assert await store.take_slot(tenant, "c1", 2, NOW + 60, NOW)
-    assert await store.take_slot(tenant, "c2", 2, NOW + 60, NOW)
-    assert not await store.take_slot(tenant, "c3", 2, NOW + 60, NOW)
-    assert await store.take_slot(tenant, "c1", 2, NOW + 90, NOW)  # held already: renewed
+    assert await store.take_slot(tenant, "c1", 2, now + 60, now)
+    assert await store.take_slot(tenant, "c2", 2, now + 60, now)
+    assert not await store.take_slot(tenant, "c3", 2, now + 60, now)
+    assert await store.take_slot(tenant, "c1", 2, now + 90, now)  # held already: renewed
     await store.free_slot(tenant, "c2")
-    assert await store.take_slot(tenant, "c3", 2, NOW + 60, NOW)
+    assert await store.take_slot(tenant, "c3", 2, now + 60, now)
 
 
 @pytest.mark.asyncio
-async def test_a_lapsed_slot_frees_itself(quotas: tuple[Quotas, str]) -> None:
+async def test_a_lapsed_slot_frees_itself(quotas: tuple[Quotas, str], now: float) -> None:
     """An edge process that died never frees its slot: it lapses at its time."""
     store, tenant = quotas
-    assert await store.take_slot(tenant, "dead", 1, NOW + 60, NOW)
-    assert not await store.take_slot(tenant, "next", 1, NOW + 120, NOW + 59)
-    assert await store.take_slot(tenant, "next", 1, NOW + 120, NOW + 60)
+    assert await store.take_slot(tenant, "dead", 1, now + 60, now)
+    assert not await store.take_slot(tenant, "next", 1, now + 120, now + 59)
+    assert await store.take_slot(tenant, "next", 1, now + 120, now + 60)
 
 
 @pytest.mark.asyncio
-async def test_a_renewed_slot_lasts_until_its_new_time(quotas: tuple[Quotas, str]) -> None:
+async def test_a_renewed_slot_lasts_until_its_new_time(
+    quotas: tuple[Quotas, str], now: float
+) -> None:
     store, tenant = quotas
-    assert await store.take_slot(tenant, "c1", 1, NOW + 60, NOW)
-    await store.renew_slot(tenant, "c1", NOW + 600)
-    assert not await store.take_slot(tenant, "c2", 1, NOW + 700, NOW + 300)
-    await store.renew_slot(tenant, "gone", NOW + 600)  # a freed slot is not brought back
+    assert await store.take_slot(tenant, "c1", 1, now + 60, now)
+    await store.renew_slot(tenant, "c1", now + 600)
+    assert not await store.take_slot(tenant, "c2", 1, now + 700, now + 300)
+    await store.renew_slot(tenant, "gone", now + 600)  # a freed slot is not brought back
     await store.free_slot(tenant, "c1")
-    assert await store.take_slot(tenant, "c2", 1, NOW + 700, NOW + 300)
+    assert await store.take_slot(tenant, "c2", 1, now + 700, now + 300)
 
 
 @pytest.mark.asyncio
-async def test_seconds_of_the_day_add_up_per_day_and_tenant(quotas: tuple[Quotas, str]) -> None:
+async def test_seconds_of_the_day_add_up_per_day_and_tenant(
+    quotas: tuple[Quotas, str], now: float
+) -> None:
     store, tenant = quotas
-    today, tomorrow = utc_day(NOW), utc_day(NOW + 86400)
+    today, tomorrow = utc_day(now), utc_day(now + 86400)
     assert await store.used_s(tenant, today) == 0
     await store.add_s(tenant, today, 61)
     await store.add_s(tenant, today, 30)
@@ -97,14 +107,14 @@ def test_the_day_is_the_utc_day() -> None:
 
 @pytest.mark.asyncio
 async def test_many_processes_racing_for_the_last_slots_get_exactly_that_many(
-    redis: tuple[Redis, str],
+    redis: tuple[Redis, str], now: float
 ) -> None:
     client, tenant = redis
     stores = [RedisQuotas(Redis.from_url(REDIS_URL)) for _ in range(8)]
     try:
         taken = await asyncio.gather(
             *(
-                stores[n % len(stores)].take_slot(tenant, f"call-{n}", 5, NOW + 60, NOW)
+                stores[n % len(stores)].take_slot(tenant, f"call-{n}", 5, now + 60, now)
                 for n in range(200)
             )
         )
