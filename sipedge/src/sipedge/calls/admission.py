@@ -104,8 +104,8 @@ class Admission:
         call_id: str,
         *,
         holds_slot: bool,
-        trial_answered_at: float = 0.0,
         now: float,
+        trial_answered_at: float = 0.0,
     ) -> None:
         """The call is over: free its slot; a trial's answered call counts its seconds
         (begun seconds, as the trial's day is counted) against the day it was answered."""
