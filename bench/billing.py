@@ -1,21 +1,24 @@
 """Prepaid billing on real Postgres: authorize-and-settle pairs per second, and p99.
 
 Creates a throwaway database on the server of ``CLOUDPBX_TEST_POSTGRES_DSN`` (default:
-the one ``./pbx test`` uses), migrates it, loads ``--accounts`` accounts and runs, through
-the public :class:`~contracts.billing.store.BillingStore` interface of
-:class:`~contracts.stores.postgres.PostgresBillingStore`, ``--calls`` calls per account: each
-an ``authorize`` of the leg's first slice then, when granted, a ``settle`` of the leg
-(answered for exactly that slice, so it is charged what it reserved). The calls of all
-accounts are interleaved, at most ``--inflight`` at once. A *pair* is one granted
-authorize followed by its settle; its latency runs from the authorize to the settle's end.
+the one ``./pbx test`` uses), migrates it, loads ``--accounts`` accounts with
+``--history`` CDRs each (a live CDR table is never empty, and the planner sizes its plans
+by it), and runs ``--calls`` concurrent calls per account through the public
+:class:`~contracts.billing.store.BillingStore` interface of
+:class:`~contracts.stores.postgres.PostgresBillingStore`. Each call is an ``authorize`` of
+its leg's first slice; once every call is authorized (so each account has all its calls
+up at once, each holding money), each granted call is settled, in a shuffled order,
+answered for exactly that slice, so it is charged what it reserved. Requests of all
+accounts are interleaved, at most ``--inflight`` at once. A *pair* is one granted authorize and its
+settle; its latency is the two requests' (the time the call is held is not counted).
 
 Double grants are measured, not assumed: each account is funded with exactly k first
 increments, k drawn between 90% of ``--calls`` and ``--calls``, so some of its calls must
 be refused. Any grant beyond k is a double grant. At the end every account must show
 balance 0, held 0, no reservation left, and a ledger summing to its balance.
 
-CPU per pair is the whole machine's busy time (/proc/stat: this process and Postgres)
-over the pairs, and this process's alone.
+The client runs on uvloop, as the edge does. CPU per pair is the whole machine's busy
+time (/proc/stat: this process and Postgres) over the pairs, and this process's alone.
 
 Run: ``.venv/bin/python bench/billing.py [--accounts N] [--calls M] [--inflight C]``.
 Prints ``RESULT billing rate=<pairs/s> p99_ms=<n> double_grants=<n>``. A benchmark, not
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import uvloop
 
 from contracts.billing.rating import MICROS_PER_UNIT, Rate
 from contracts.billing.store import Disposition, Grant, LegEnd
@@ -62,25 +66,63 @@ def database_dsn(dsn: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-async def one_call(
-    store: PostgresBillingStore, account: str, call_id: str, tally: Tally, gate: asyncio.Semaphore
-) -> None:
+@dataclass(frozen=True)
+class Up:
+    """A granted call, waiting to be settled."""
+
+    account: str
+    call_id: str
+    grant: Grant
+    authorized_s: float
+
+
+async def authorize(
+    store: PostgresBillingStore, account: str, call_id: str, gate: asyncio.Semaphore
+) -> Up | None:
     async with gate:
         started = time.perf_counter()
         outcome = await store.authorize(
             "bench", account, call_id, "a", rate=RATE, want_s=60, now_ms=SETUP_MS
         )
-        if not isinstance(outcome, Grant):
-            tally.refusals += 1
-            return
-        answered_ms = SETUP_MS + 10
-        end = LegEnd(
-            "bench", account, call_id, "a", "1001", "4930123", Disposition.ANSWERED,
-            SETUP_MS, answered_ms, answered_ms + outcome.granted_s * 1_000,
-        )  # fmt: skip
+        took_s = time.perf_counter() - started
+    return Up(account, call_id, outcome, took_s) if isinstance(outcome, Grant) else None
+
+
+async def settle(
+    store: PostgresBillingStore, up: Up, tally: Tally, gate: asyncio.Semaphore
+) -> None:
+    """Answered for exactly the slice granted: charged what it reserved."""
+    answered_ms = SETUP_MS + 10
+    end = LegEnd(
+        "bench", up.account, up.call_id, "a", "1001", "4930123", Disposition.ANSWERED,
+        SETUP_MS, answered_ms, answered_ms + up.grant.granted_s * 1_000,
+    )  # fmt: skip
+    async with gate:
+        started = time.perf_counter()
         await store.settle(end, now_ms=end.end_ms)
-        tally.latencies_s.append(time.perf_counter() - started)
-        tally.grants[account] = tally.grants.get(account, 0) + 1
+        tally.latencies_s.append(up.authorized_s + time.perf_counter() - started)
+    tally.grants[up.account] = tally.grants.get(up.account, 0) + 1
+
+
+async def calls(
+    store: PostgresBillingStore, per_account: int, accounts: list[str], inflight: int
+) -> Tally:
+    """Every account's calls up at once, then all of them ended, in a shuffled order (calls
+    end when they end, not in the order they began); requests of all accounts
+    interleaved, at most ``inflight`` to the store at a time."""
+    gate, tally = asyncio.Semaphore(inflight), Tally()
+    outcomes = await asyncio.gather(
+        *(
+            authorize(store, account, f"call-{account}-{n}", gate)
+            for n in range(per_account)
+            for account in accounts
+        )
+    )
+    ups = [up for up in outcomes if up is not None]
+    tally.refusals = len(outcomes) - len(ups)
+    random.Random(per_account).shuffle(ups)
+    await asyncio.gather(*(settle(store, up, tally, gate) for up in ups))
+    return tally
 
 
 async def load(store: PostgresBillingStore, funded: dict[str, int]) -> None:
@@ -95,10 +137,7 @@ async def warm_up(store: PostgresBillingStore, inflight: int) -> None:
     """Opens every pool connection and prepares its statements, on accounts of its own."""
     warm = {f"warm-{n}": 10 for n in range(10)}
     await load(store, warm)
-    gate, tally = asyncio.Semaphore(inflight), Tally()
-    await asyncio.gather(
-        *(one_call(store, a, f"warm-{a}-{n}", tally, gate) for n in range(10) for a in warm)
-    )
+    await calls(store, 10, list(warm), inflight)
 
 
 async def audit(store: PostgresBillingStore, funded: dict[str, int], tally: Tally) -> list[str]:
@@ -118,11 +157,25 @@ async def audit(store: PostgresBillingStore, funded: dict[str, int], tally: Tall
     return wrong
 
 
-async def analyze(dsn: str) -> None:
-    """Fresh statistics for the loaded tables: without them (autovacuum may be off, or not
-    yet run) the planner may pick plans made for empty tables."""
+async def seed_history(dsn: str, funded: dict[str, int], per_account: int) -> None:
+    """Yesterday's CDRs, ``per_account`` for each account, then fresh statistics.
+
+    A running platform's CDR table is never empty, and the planner sizes its plans by
+    it: on an empty, analyzed table it looks a leg's CDR up by scanning the table, a plan
+    the billing functions then keep (autovacuum, which would re-analyze as the table
+    grows, may be off, as it is on this machine), so every call would cost more than the
+    last. Loaded in one statement, outside the measured part."""
     connection = await asyncpg.connect(dsn)
     try:
+        await connection.execute(
+            "INSERT INTO cdrs (tenant, call_id, leg, account, caller, callee, disposition, "
+            "setup_ms, answered_ms, end_ms, billable_s, amount_micros, settled_ms) "
+            "SELECT 'bench', 'old-' || a || '-' || n, 'a', a, '1001', '4930123', 'answered', "
+            "0, 10, 60010, 60, 0, 60010 FROM unnest($1::text[]) AS a, "
+            "generate_series(1, $2) AS n",
+            list(funded),
+            per_account,
+        )
         await connection.execute("ANALYZE")
     finally:
         await connection.close()
@@ -136,18 +189,20 @@ def busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-async def run(dsn: str, accounts: int, calls: int, inflight: int, pool_size: int) -> None:
+async def run(
+    dsn: str, accounts: int, per_account: int, inflight: int, pool_size: int, history: int
+) -> None:
     chance = random.Random(2026)
-    funded = {f"acct-{n}": chance.randint(calls * 9 // 10, calls) for n in range(accounts)}
+    funded = {
+        f"acct-{n}": chance.randint(per_account * 9 // 10, per_account) for n in range(accounts)
+    }
     store = await PostgresBillingStore.connect(dsn, size=pool_size)
     try:
         await load(store, funded)
-        await analyze(dsn)
+        await seed_history(dsn, funded, history)
         await warm_up(store, inflight)
-        tally, gate = Tally(), asyncio.Semaphore(inflight)
-        order = [(a, f"call-{a}-{n}") for n in range(calls) for a in funded]
         busy, cpu, started = busy_s(), time.process_time(), time.perf_counter()
-        await asyncio.gather(*(one_call(store, a, c, tally, gate) for a, c in order))
+        tally = await calls(store, per_account, list(funded), inflight)
         elapsed = time.perf_counter() - started
         busy, cpu = busy_s() - busy, time.process_time() - cpu
         wrong = await audit(store, funded, tally)
@@ -174,7 +229,12 @@ async def main_async(args: argparse.Namespace) -> None:
         await admin.execute(f"CREATE DATABASE {name}")
         try:
             await run(
-                database_dsn(args.dsn, name), args.accounts, args.calls, args.inflight, args.pool
+                database_dsn(args.dsn, name),
+                args.accounts,
+                args.calls,
+                args.inflight,
+                args.pool,
+                args.history,
             )
         finally:
             await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
@@ -189,7 +249,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100, help="calls per account")
     parser.add_argument("--inflight", type=int, default=256, help="calls at once, in all")
     parser.add_argument("--pool", type=int, default=16, help="Postgres connections")
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument(
+        "--history", type=int, default=100, help="CDRs per account already in the table"
+    )
+    # The edge runs on uvloop (sipedge.cli); so does the client here.
+    uvloop.run(main_async(parser.parse_args()))
 
 
 if __name__ == "__main__":

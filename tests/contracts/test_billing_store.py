@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+from contracts.billing.migrations import LATEST_VERSION
 from contracts.billing.rating import MICROS_PER_UNIT, Rate
 from contracts.billing.store import (
     Disposition,
@@ -67,12 +68,13 @@ async def authorize(
 
 async def test_migrating_twice_is_a_no_op(billing: Stores) -> None:
     first, second = await billing.open(), await billing.open()
-    assert list(await asyncio.gather(first.migrate(), second.migrate())) == [2, 2]
-    assert await first.migrate() == 2
+    assert list(await asyncio.gather(first.migrate(), second.migrate())) == [LATEST_VERSION] * 2
+    assert await first.migrate() == LATEST_VERSION
     async with first.database.transaction() as tx:
         assert await tx.fetch("SELECT version FROM schema_migrations ORDER BY version") == [
             (1,),
             (2,),
+            (3,),
         ]
 
 

@@ -35,6 +35,8 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    #: The databases it changes; on the others it is recorded and does nothing.
+    dialects: tuple[Dialect, ...] = ("postgres", "sqlite")
 
 
 _RATE_COLUMNS = """
@@ -132,11 +134,269 @@ TRACKED_LEGS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (PREPAID, TRACKED_LEGS)
+# Migration 3: the two steps of every call, authorize and settle, as Postgres functions,
+# so each is one statement and one round trip (its own transaction) instead of six to
+# eight. They run the rules of ``contracts.billing.credit`` and
+# ``contracts.stores.credit_control`` (the steps SQLite runs), in the same order, on the
+# same rows; the store tests run both stores and test_billing_functions compares the
+# arithmetic with the Python rules on random rates. A change to either is a new migration
+# with ``CREATE OR REPLACE``.
+
+_BILLED_S = """
+CREATE OR REPLACE FUNCTION cloudpbx_billed_s(
+    p_initial_s BIGINT, p_increment_s BIGINT, p_duration_ms BIGINT
+) RETURNS BIGINT LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN p_duration_ms <= 0 THEN 0
+        WHEN p_duration_ms <= p_initial_s * 1000 THEN p_initial_s
+        ELSE p_initial_s + (p_duration_ms - p_initial_s * 1000 + p_increment_s * 1000 - 1)
+            / (p_increment_s * 1000) * p_increment_s
+    END
+$$"""
+
+_COST_MICROS = """
+CREATE OR REPLACE FUNCTION cloudpbx_cost_micros(
+    p_per_minute BIGINT, p_connect_fee BIGINT, p_initial_s BIGINT, p_increment_s BIGINT,
+    p_duration_ms BIGINT
+) RETURNS BIGINT LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT p_connect_fee
+        + (p_per_minute * cloudpbx_billed_s(p_initial_s, p_increment_s, p_duration_ms) + 59)
+        / 60
+$$"""
+
+_ALLOWANCE_S = """
+CREATE OR REPLACE FUNCTION cloudpbx_allowance_s(
+    p_per_minute BIGINT, p_connect_fee BIGINT, p_initial_s BIGINT, p_increment_s BIGINT,
+    p_held_s BIGINT, p_budget BIGINT, p_want_s BIGINT
+) RETURNS BIGINT LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    v_target BIGINT := p_held_s + p_want_s;
+    v_spare BIGINT := p_budget - p_connect_fee;
+    v_most BIGINT;
+BEGIN
+    IF p_per_minute = 0 AND p_connect_fee = 0 THEN  -- free
+        RETURN v_target;
+    END IF;
+    IF p_per_minute = 0 THEN  -- a connect fee only: no limit once it is paid
+        RETURN CASE WHEN p_budget >= p_connect_fee THEN v_target ELSE p_held_s END;
+    END IF;
+    IF v_spare < (p_per_minute * p_initial_s + 59) / 60 THEN  -- not even the initial step
+        RETURN p_held_s;
+    END IF;
+    v_most := v_spare * 60 / p_per_minute;
+    RETURN greatest(p_held_s, least(
+        v_target, p_initial_s + (v_most - p_initial_s) / p_increment_s * p_increment_s
+    ));
+END
+$$"""
+
+#: SQLSTATEs the functions raise (class P0, PL/pgSQL): the store turns them back into
+#: the errors the SQLite store raises. Raising rolls the whole statement back.
+UNKNOWN_ACCOUNT_STATE = "P0101"
+HELD_BY_ANOTHER_STATE = "P0102"
+HOLDS_PREPAID_STATE = "P0103"
+
+_AUTHORIZE = """
+CREATE OR REPLACE FUNCTION cloudpbx_authorize(
+    p_tenant TEXT, p_account TEXT, p_call_id TEXT, p_leg TEXT,
+    p_prefix TEXT, p_name TEXT, p_per_minute BIGINT, p_connect_fee BIGINT,
+    p_initial_s INTEGER, p_increment_s INTEGER,
+    p_want_s BIGINT, p_now_ms BIGINT, p_answered_ms BIGINT, p_hold_s BIGINT,
+    p_caller TEXT, p_callee TEXT, p_invoiced BOOLEAN,
+    OUT o_outcome TEXT, OUT o_granted_s BIGINT, OUT o_total_s BIGINT,
+    OUT o_reserved_micros BIGINT, OUT o_expires_at_ms BIGINT
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_available BIGINT;
+    v_settled BOOLEAN;
+    v_holder TEXT;
+    v_total_s BIGINT;
+    v_reserved BIGINT;
+    v_expires_at_ms BIGINT;
+    v_invoiced INTEGER;
+BEGIN
+    -- The lock first, in a statement of its own: the next one then reads the leg as the
+    -- step that held the lock left it.
+    SELECT balance_micros - held_micros INTO v_available FROM accounts
+        WHERE tenant = p_tenant AND account = p_account FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0101', MESSAGE = 'unknown account';
+    END IF;
+    -- The leg's reservation, or a new leg's empty one at the rate it is rated at.
+    SELECT EXISTS (SELECT FROM cdrs
+                   WHERE tenant = p_tenant AND call_id = p_call_id AND leg = p_leg),
+           r.account, coalesce(r.per_minute_micros, p_per_minute),
+           coalesce(r.connect_fee_micros, p_connect_fee), coalesce(r.initial_s, p_initial_s),
+           coalesce(r.increment_s, p_increment_s), coalesce(r.total_s, 0),
+           coalesce(r.reserved_micros, 0), coalesce(r.expires_at_ms, p_now_ms),
+           coalesce(r.invoiced, p_invoiced::INTEGER)
+        INTO v_settled, v_holder, p_per_minute, p_connect_fee, p_initial_s, p_increment_s,
+             v_total_s, v_reserved, v_expires_at_ms, v_invoiced
+        FROM (SELECT) AS one LEFT JOIN reservations AS r
+            ON r.tenant = p_tenant AND r.call_id = p_call_id AND r.leg = p_leg;
+    IF v_settled THEN
+        o_outcome := 'settled';
+        RETURN;
+    END IF;
+    IF v_holder <> p_account THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0102', MESSAGE = v_holder;
+    END IF;
+    IF v_invoiced = 1 THEN  -- postpaid: tracked, nothing held
+        o_total_s := v_total_s + p_want_s;
+        o_reserved_micros := 0;
+    ELSE
+        o_total_s := cloudpbx_allowance_s(
+            p_per_minute, p_connect_fee, p_initial_s, p_increment_s, v_total_s,
+            v_reserved + v_available, p_want_s
+        );
+        o_reserved_micros := cloudpbx_cost_micros(
+            p_per_minute, p_connect_fee, p_initial_s, p_increment_s, o_total_s * 1000
+        );
+    END IF;
+    o_granted_s := o_total_s - v_total_s;
+    IF o_granted_s = 0 THEN
+        o_outcome := 'insufficient';
+        RETURN;
+    END IF;
+    o_expires_at_ms := greatest(p_now_ms + 1000 * coalesce(p_hold_s, o_granted_s), v_expires_at_ms);
+    -- The leg and the account's held money, in one statement.
+    WITH held AS (
+        INSERT INTO reservations AS r (
+            tenant, account, call_id, leg, caller, callee, rate_prefix, rate_name,
+            per_minute_micros, connect_fee_micros, initial_s, increment_s, total_s,
+            reserved_micros, started_ms, answered_ms, last_seen_ms, expires_at_ms, invoiced
+        ) VALUES (
+            p_tenant, p_account, p_call_id, p_leg, p_caller, p_callee, p_prefix, p_name,
+            p_per_minute, p_connect_fee, p_initial_s, p_increment_s, o_total_s,
+            o_reserved_micros, p_now_ms, p_answered_ms, p_now_ms, o_expires_at_ms, v_invoiced
+        ) ON CONFLICT (tenant, call_id, leg) DO UPDATE SET
+            total_s = excluded.total_s,
+            reserved_micros = excluded.reserved_micros,
+            answered_ms = coalesce(r.answered_ms, excluded.answered_ms),
+            last_seen_ms = greatest(excluded.last_seen_ms, r.last_seen_ms),
+            expires_at_ms = excluded.expires_at_ms
+    )
+    UPDATE accounts SET held_micros = held_micros + o_reserved_micros - v_reserved
+        WHERE tenant = p_tenant AND account = p_account AND o_reserved_micros <> v_reserved;
+    o_outcome := 'granted';
+END
+$$"""
+
+_SETTLE = """
+CREATE OR REPLACE FUNCTION cloudpbx_settle(
+    p_tenant TEXT, p_account TEXT, p_call_id TEXT, p_leg TEXT, p_caller TEXT, p_callee TEXT,
+    p_disposition TEXT, p_setup_ms BIGINT, p_answered_ms BIGINT, p_end_ms BIGINT,
+    p_prefix TEXT, p_name TEXT, p_per_minute BIGINT, p_connect_fee BIGINT,
+    p_initial_s INTEGER, p_increment_s INTEGER, p_invoiced BOOLEAN, p_now_ms BIGINT,
+    OUT o_written BOOLEAN,
+    OUT o_tenant TEXT, OUT o_account TEXT, OUT o_call_id TEXT, OUT o_leg TEXT,
+    OUT o_caller TEXT, OUT o_callee TEXT, OUT o_disposition TEXT, OUT o_setup_ms BIGINT,
+    OUT o_answered_ms BIGINT, OUT o_end_ms BIGINT, OUT o_billable_s BIGINT,
+    OUT o_amount_micros BIGINT, OUT o_rate_prefix TEXT, OUT o_rate_name TEXT,
+    OUT o_per_minute_micros BIGINT, OUT o_connect_fee_micros BIGINT, OUT o_initial_s INTEGER,
+    OUT o_increment_s INTEGER, OUT o_settled_ms BIGINT
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_was reservations%ROWTYPE;
+    v_invoiced BOOLEAN;
+    v_charged BIGINT;
+BEGIN
+    PERFORM FROM accounts WHERE tenant = p_tenant AND account = p_account FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0101', MESSAGE = 'unknown account';
+    END IF;
+    -- A settled leg has no reservation (authorize never opens one for it), so this takes
+    -- nothing when the CDR below turns out to exist.
+    DELETE FROM reservations
+        WHERE tenant = p_tenant AND call_id = p_call_id AND leg = p_leg
+        RETURNING * INTO v_was;
+    IF v_was.account <> p_account THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0102', MESSAGE = v_was.account;
+    END IF;
+    IF p_invoiced AND v_was.reserved_micros > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0103', MESSAGE = 'holds prepaid money';
+    END IF;
+    v_invoiced := p_invoiced OR coalesce(v_was.invoiced = 1, false);
+    -- A held leg is priced at the rate it was authorized at (its rate is never NULL).
+    INSERT INTO cdrs (
+        tenant, account, call_id, leg, caller, callee, disposition, setup_ms, answered_ms,
+        end_ms, billable_s, amount_micros, rate_prefix, rate_name, per_minute_micros,
+        connect_fee_micros, initial_s, increment_s, settled_ms
+    ) SELECT
+        p_tenant, p_account, p_call_id, p_leg, p_caller, p_callee, p_disposition, p_setup_ms,
+        p_answered_ms, p_end_ms, billed.s,
+        CASE WHEN v_invoiced THEN billed.micros
+             ELSE least(billed.micros, coalesce(v_was.reserved_micros, 0)) END,
+        rate.prefix, rate.name, rate.per_minute, rate.connect_fee, rate.initial_s,
+        rate.increment_s, p_now_ms
+    FROM (SELECT
+        CASE WHEN v_was.account IS NULL THEN p_prefix ELSE v_was.rate_prefix END AS prefix,
+        CASE WHEN v_was.account IS NULL THEN p_name ELSE v_was.rate_name END AS name,
+        coalesce(v_was.per_minute_micros, p_per_minute) AS per_minute,
+        coalesce(v_was.connect_fee_micros, p_connect_fee) AS connect_fee,
+        coalesce(v_was.initial_s, p_initial_s) AS initial_s,
+        coalesce(v_was.increment_s, p_increment_s) AS increment_s
+    ) AS rate, LATERAL (SELECT
+        CASE WHEN rate.prefix IS NULL OR p_answered_ms IS NULL THEN 0
+             ELSE cloudpbx_billed_s(rate.initial_s, rate.increment_s, p_end_ms - p_answered_ms)
+        END AS s,
+        CASE WHEN rate.prefix IS NULL OR p_answered_ms IS NULL THEN 0
+             ELSE cloudpbx_cost_micros(
+                rate.per_minute, rate.connect_fee, rate.initial_s, rate.increment_s,
+                p_end_ms - p_answered_ms
+             )
+        END AS micros
+    ) AS billed
+    ON CONFLICT (tenant, call_id, leg) DO NOTHING
+    RETURNING tenant, account, call_id, leg, caller, callee, disposition, setup_ms,
+        answered_ms, end_ms, billable_s, amount_micros, rate_prefix, rate_name,
+        per_minute_micros, connect_fee_micros, initial_s, increment_s, settled_ms
+    INTO o_tenant, o_account, o_call_id, o_leg, o_caller, o_callee, o_disposition,
+        o_setup_ms, o_answered_ms, o_end_ms, o_billable_s, o_amount_micros, o_rate_prefix,
+        o_rate_name, o_per_minute_micros, o_connect_fee_micros, o_initial_s, o_increment_s,
+        o_settled_ms;
+    o_written := FOUND;
+    IF NOT o_written THEN  -- a repeat or a late event: the leg's one CDR stands
+        SELECT tenant, account, call_id, leg, caller, callee, disposition, setup_ms,
+            answered_ms, end_ms, billable_s, amount_micros, rate_prefix, rate_name,
+            per_minute_micros, connect_fee_micros, initial_s, increment_s, settled_ms
+        INTO o_tenant, o_account, o_call_id, o_leg, o_caller, o_callee, o_disposition,
+            o_setup_ms, o_answered_ms, o_end_ms, o_billable_s, o_amount_micros,
+            o_rate_prefix, o_rate_name, o_per_minute_micros, o_connect_fee_micros,
+            o_initial_s, o_increment_s, o_settled_ms
+        FROM cdrs WHERE tenant = p_tenant AND call_id = p_call_id AND leg = p_leg;
+        RETURN;
+    END IF;
+    v_charged := CASE WHEN v_invoiced THEN 0 ELSE o_amount_micros END;
+    -- The charge's ledger entry and the account, in one statement.
+    WITH entry AS (
+        INSERT INTO ledger (tenant, account, kind, amount_micros, reference, at_ms)
+            SELECT p_tenant, p_account, 'charge', -v_charged, p_call_id || ' ' || p_leg,
+                   p_now_ms
+            WHERE v_charged > 0
+    )
+    UPDATE accounts SET balance_micros = balance_micros - v_charged,
+                        held_micros = held_micros - coalesce(v_was.reserved_micros, 0)
+        WHERE tenant = p_tenant AND account = p_account
+            AND (v_charged > 0 OR coalesce(v_was.reserved_micros, 0) > 0);
+END
+$$"""
+
+ONE_CALL_STEPS = Migration(
+    3,
+    "authorize and settle as Postgres functions: one round trip each",
+    (_BILLED_S, _COST_MICROS, _ALLOWANCE_S, _AUTHORIZE, _SETTLE),
+    dialects=("postgres",),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (PREPAID, TRACKED_LEGS, ONE_CALL_STEPS)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
 def statements(migration: Migration, dialect: Dialect) -> tuple[str, ...]:
-    """The migration's statements with the dialect's words filled in."""
+    """The migration's statements with the dialect's words filled in (none when the
+    migration is not for that database)."""
+    if dialect not in migration.dialects:
+        return ()
     words = _WORDS[dialect]
     return tuple(statement.format_map(words) for statement in migration.statements)

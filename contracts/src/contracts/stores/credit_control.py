@@ -58,13 +58,13 @@ async def authorize(
 ) -> Grant | Refusal:
     """Reserve or extend the leg: lock, read, one write to the leg, one to the account."""
     check_key(tenant=tenant, account=account, call_id=call_id, leg=leg)
-    _check_request(want_s=want_s, hold_s=hold_s, now_ms=now_ms, answered_ms=answered_ms)
+    check_request(want_s=want_s, hold_s=hold_s, now_ms=now_ms, answered_ms=answered_ms)
     available_micros = (await lock_account(tx, tenant, account)).available_micros
     held_leg, settled = await _leg(tx, tenant, call_id, leg)
     if settled:
         return Refusal(RefusalReason.ALREADY_SETTLED)
     if held_leg is not None and held_leg.account != account:
-        raise InvalidRequest(f"leg {call_id} {leg} is held by account {held_leg.account!r}")
+        raise held_by_another(call_id, leg, held_leg.account)
     # A new leg starts from an empty reservation at the rate it was rated at.
     was = held_leg or Reservation(
         tenant, account, call_id, leg, caller, callee, rate, 0, 0, now_ms, None, now_ms, now_ms,
@@ -95,9 +95,8 @@ async def authorize(
     return Grant(granted_s, total_s, grown.reserved_micros, grown.expires_at_ms)
 
 
-def _check_request(
-    *, want_s: int, hold_s: int | None, now_ms: int, answered_ms: int | None
-) -> None:
+def check_request(*, want_s: int, hold_s: int | None, now_ms: int, answered_ms: int | None) -> None:
+    """What :func:`authorize` refuses to do before it touches the store."""
     for name, time_ms in (("now_ms", now_ms), ("answered_ms", answered_ms)):
         if time_ms is not None and (type(time_ms) is not int or time_ms < 0):
             raise InvalidRequest(f"{name} must be epoch milliseconds, not {time_ms!r}")
@@ -117,7 +116,7 @@ async def settle(tx: Tx, end: LegEnd, now_ms: int) -> Cdr:
         assert written is not None  # a CDR is never deleted
         return written
     if held_leg is not None and held_leg.account != end.account:
-        raise InvalidRequest(f"leg {end.call_id} {end.leg} is held by account {held_leg.account!r}")
+        raise held_by_another(end.call_id, end.leg, held_leg.account)
     return await _write_cdr(tx, end, held_leg, now_ms)
 
 
@@ -181,7 +180,7 @@ async def _write_cdr(tx: Tx, end: LegEnd, held_leg: Reservation | None, now_ms: 
     answered = end.answered_ms is not None
     held = 0 if held_leg is None else held_leg.reserved_micros
     if end.invoiced and held:
-        raise InvalidRequest(f"leg {end.call_id} {end.leg} holds prepaid money: not invoiced")
+        raise holds_prepaid_money(end)
     invoiced = end.invoiced or (held_leg is not None and held_leg.invoiced)
     cdr = Cdr(
         end.tenant,
@@ -223,6 +222,14 @@ async def _write_cdr(tx: Tx, end: LegEnd, held_leg: Reservation | None, now_ms: 
     if held or charged:
         await _move(tx, end.tenant, end.account, balance=-charged, held=-held)
     return cdr
+
+
+def held_by_another(call_id: str, leg: str, holder: str) -> InvalidRequest:
+    return InvalidRequest(f"leg {call_id} {leg} is held by account {holder!r}")
+
+
+def holds_prepaid_money(end: LegEnd) -> InvalidRequest:
+    return InvalidRequest(f"leg {end.call_id} {end.leg} holds prepaid money: not invoiced")
 
 
 async def _move(tx: Tx, tenant: str, account: str, *, balance: int, held: int) -> None:
