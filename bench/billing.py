@@ -9,20 +9,32 @@ by it), and runs ``--calls`` concurrent calls per account through the public
 its leg's first slice; once every call is authorized (so each account has all its calls
 up at once, each holding money), each granted call is settled, in a shuffled order,
 answered for exactly that slice, so it is charged what it reserved. Requests of all
-accounts are interleaved, at most ``--inflight`` at once. A *pair* is one granted authorize and its
-settle; its latency is the two requests' (the time the call is held is not counted).
+accounts are interleaved, at most ``--inflight`` at once. A *pair* is one granted
+authorize and its settle; its latency is the two requests' (the time the call is held is
+not counted).
 
 Double grants are measured, not assumed: each account is funded with exactly k first
 increments, k drawn between 90% of ``--calls`` and ``--calls``, so some of its calls must
 be refused. Any grant beyond k is a double grant. At the end every account must show
 balance 0, held 0, no reservation left, and a ledger summing to its balance.
 
-The client runs on uvloop, as the edge does. CPU per pair is the whole machine's busy
-time (/proc/stat: this process and Postgres) over the pairs, and this process's alone.
+The store is the one the edge runs, with its defaults: a pool of ``--pool`` connections,
+and requests that queue while ``--batches`` batches are under way sent together as one
+statement (``contracts.stores.batching``). The client runs on uvloop, as the edge does.
+CPU per pair is the whole machine's busy time (/proc/stat: this process and Postgres)
+over the pairs, and this process's alone.
+
+The yardstick, run in the same invocation on the same server: pgbench's built-in
+simple-update transaction (16 clients, ``--yardstick-s`` seconds), the standard measure
+of what this Postgres commits per second right now. The machine is shared and its speed
+varies between runs; read the rate against it.
+
+A run drops the databases earlier runs left behind (killed by SIGKILL); SIGTERM and
+SIGINT stop it with its own database dropped. Run one at a time.
 
 Run: ``.venv/bin/python bench/billing.py [--accounts N] [--calls M] [--inflight C]``.
-Prints ``RESULT billing rate=<pairs/s> p99_ms=<n> double_grants=<n>``. A benchmark, not
-a test.
+Prints ``YARDSTICK pgbench simple-update tps=<n>``, then the run, ending with
+``RESULT billing rate=<pairs/s> p99_ms=<n> double_grants=<n>``. A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -31,9 +43,12 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
+import signal
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -189,71 +204,131 @@ def busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-async def run(
-    dsn: str, accounts: int, per_account: int, inflight: int, pool_size: int, history: int
-) -> None:
+async def run(dsn: str, args: argparse.Namespace) -> str:
+    """The run's report lines, RESULT last."""
     chance = random.Random(2026)
+    per_account = args.calls
     funded = {
-        f"acct-{n}": chance.randint(per_account * 9 // 10, per_account) for n in range(accounts)
+        f"acct-{n}": chance.randint(per_account * 9 // 10, per_account)
+        for n in range(args.accounts)
     }
-    store = await PostgresBillingStore.connect(dsn, size=pool_size)
+    store = await PostgresBillingStore.connect(dsn, size=args.pool, batches=args.batches)
     try:
         await load(store, funded)
-        await seed_history(dsn, funded, history)
-        await warm_up(store, inflight)
+        await seed_history(dsn, funded, args.history)
+        await warm_up(store, args.inflight)
         busy, cpu, started = busy_s(), time.process_time(), time.perf_counter()
-        tally = await calls(store, per_account, list(funded), inflight)
+        tally = await calls(store, per_account, list(funded), args.inflight)
         elapsed = time.perf_counter() - started
         busy, cpu = busy_s() - busy, time.process_time() - cpu
         wrong = await audit(store, funded, tally)
     finally:
         await store.close()
-    for line in wrong[:10]:
-        print("WRONG", line)
     pairs = len(tally.latencies_s)
     latencies = sorted(tally.latencies_s)
     p99_ms = latencies[int(0.99 * (pairs - 1))] * 1_000 if pairs else 0.0
     double = sum(max(0, n - funded[a]) for a, n in tally.grants.items())
-    print(
-        f"pairs={pairs} refusals={tally.refusals} elapsed_s={elapsed:.1f} "
-        f"cpu_us_per_pair={busy / max(pairs, 1) * 1e6:.0f} "
-        f"client_cpu_us_per_pair={cpu / max(pairs, 1) * 1e6:.0f} problems={len(wrong)}"
+    return "\n".join(
+        [
+            *(f"WRONG {line}" for line in wrong[:10]),
+            f"pairs={pairs} refusals={tally.refusals} elapsed_s={elapsed:.1f} "
+            f"cpu_us_per_pair={busy / max(pairs, 1) * 1e6:.0f} "
+            f"client_cpu_us_per_pair={cpu / max(pairs, 1) * 1e6:.0f} problems={len(wrong)}",
+            f"RESULT billing rate={pairs / elapsed:.0f} p99_ms={p99_ms:.0f} double_grants={double}",
+        ]
     )
-    print(f"RESULT billing rate={pairs / elapsed:.0f} p99_ms={p99_ms:.0f} double_grants={double}")
+
+
+def pgbench() -> str | None:
+    """The server's pgbench (Debian keeps it out of PATH), or None."""
+    found = shutil.which("pgbench")
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"), key=lambda p: p.parts)
+    return str(versions[-1]) if versions else None
+
+
+async def yardstick(dsn: str, seconds: int) -> str:
+    """pgbench's simple-update transaction (TPC-B without the branch and teller updates: a
+    row update, a read, an insert, durable commit) on the same server, now: what this
+    machine's Postgres does per second, to read the rate against (the machine is shared
+    and its speed varies from run to run)."""
+    binary = pgbench()
+    if binary is None:
+        return "YARDSTICK pgbench not found"
+    parts = urlsplit(dsn)
+    env = {**os.environ, "PGPASSWORD": parts.password or ""}
+    where = [
+        "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
+        "-U", parts.username or "postgres",
+    ]  # fmt: skip
+    database = parts.path.lstrip("/")
+
+    async def pgbench_run(*argv: str) -> str:
+        done = await asyncio.create_subprocess_exec(
+            binary, *where, *argv, database, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await done.communicate()
+        if done.returncode != 0:
+            raise RuntimeError(f"pgbench {' '.join(argv)}: {output.decode()[-400:]}")
+        return output.decode()
+
+    await pgbench_run("-i", "-q", "-s", "10")
+    output = await pgbench_run("-N", "-M", "prepared", "-c", "16", "-j", "2", "-T", str(seconds))
+    tps = next(
+        line.split("=")[1].split()[0] for line in output.splitlines() if line.startswith("tps")
+    )
+    return f"YARDSTICK pgbench simple-update tps={float(tps):.0f} (16 clients, {seconds} s)"
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    name = f"cloudpbx_bench_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(args.dsn)
     try:
+        # A run killed before its clean-up (SIGKILL) leaves its database behind.
+        for (stale,) in await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'cloudpbx\\_bench\\_%'"
+        ):
+            await admin.execute(f'DROP DATABASE "{stale}" WITH (FORCE)')
+        name = f"cloudpbx_bench_{uuid.uuid4().hex[:12]}"
         await admin.execute(f"CREATE DATABASE {name}")
         try:
-            await run(
-                database_dsn(args.dsn, name),
-                args.accounts,
-                args.calls,
-                args.inflight,
-                args.pool,
-                args.history,
-            )
+            scratch = database_dsn(args.dsn, name)
+            report = await run(scratch, args)
+            if args.yardstick_s:
+                print(await yardstick(scratch, args.yardstick_s))
+            print(report)
         finally:
             await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
     finally:
         await admin.close()
 
 
+async def until_terminated(args: argparse.Namespace) -> None:
+    """main_async, cancelled (so its clean-up runs) on SIGTERM or SIGINT."""
+    main = asyncio.ensure_future(main_async(args))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, main.cancel)
+    await main
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dsn", default=POSTGRES_DSN)
     parser.add_argument("--accounts", type=int, default=1_000)
-    parser.add_argument("--calls", type=int, default=100, help="calls per account")
-    parser.add_argument("--inflight", type=int, default=256, help="calls at once, in all")
+    parser.add_argument("--calls", type=int, default=100, help="concurrent calls per account")
+    parser.add_argument("--inflight", type=int, default=256, help="requests at once, in all")
     parser.add_argument("--pool", type=int, default=16, help="Postgres connections")
+    parser.add_argument("--batches", type=int, default=4, help="batches of a step at once")
     parser.add_argument(
         "--history", type=int, default=100, help="CDRs per account already in the table"
     )
+    parser.add_argument(
+        "--yardstick-s", type=int, default=10, help="pgbench seconds (0: no yardstick)"
+    )
     # The edge runs on uvloop (sipedge.cli); so does the client here.
-    uvloop.run(main_async(parser.parse_args()))
+    uvloop.run(until_terminated(parser.parse_args()))
 
 
 if __name__ == "__main__":

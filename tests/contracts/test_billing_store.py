@@ -75,6 +75,7 @@ async def test_migrating_twice_is_a_no_op(billing: Stores) -> None:
             (1,),
             (2,),
             (3,),
+            (4,),
         ]
 
 

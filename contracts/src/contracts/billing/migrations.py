@@ -134,13 +134,29 @@ TRACKED_LEGS = Migration(
     ),
 )
 
-# Migration 3: the two steps of every call, authorize and settle, as Postgres functions,
-# so each is one statement and one round trip (its own transaction) instead of six to
-# eight. They run the rules of ``contracts.billing.credit`` and
-# ``contracts.stores.credit_control`` (the steps SQLite runs), in the same order, on the
-# same rows; the store tests run both stores and test_billing_functions compares the
-# arithmetic with the Python rules on random rates. A change to either is a new migration
-# with ``CREATE OR REPLACE``.
+UNAMBIGUOUS_LEG_LOOKUP = Migration(
+    3,
+    "the index of reservations by account leads with the account",
+    (
+        # A leg is looked up by (tenant, call_id, leg), its primary key. An index that
+        # also leads with the tenant lets the planner, when statistics say the table is
+        # (nearly) empty, match on the tenant alone and filter the rest: a plan that
+        # reads every open call of the tenant, kept for the connection's life by the
+        # billing functions. Led by the account, this index cannot match a leg lookup;
+        # it still serves a balance (tenant and account).
+        "DROP INDEX reservations_by_account",
+        "CREATE INDEX reservations_by_account ON reservations (account, tenant)",
+    ),
+)
+
+# Migration 4: the two steps of every call, authorize and settle, as Postgres functions,
+# so a request is one statement run by the server, not six to eight round trips. They run
+# the rules of ``contracts.billing.credit`` and ``contracts.stores.credit_control`` (the
+# steps SQLite runs), in the same order, on the same rows, and answer an outcome where
+# those raise (an unknown account, a leg held by another account), so one bad request
+# never fails the others of its batch. The store tests run both stores, and
+# test_billing_functions compares the arithmetic with the Python rules on random rates.
+# A change to either is a new migration with ``CREATE OR REPLACE``.
 
 _BILLED_S = """
 CREATE OR REPLACE FUNCTION cloudpbx_billed_s(
@@ -190,12 +206,6 @@ BEGIN
 END
 $$"""
 
-#: SQLSTATEs the functions raise (class P0, PL/pgSQL): the store turns them back into
-#: the errors the SQLite store raises. Raising rolls the whole statement back.
-UNKNOWN_ACCOUNT_STATE = "P0101"
-HELD_BY_ANOTHER_STATE = "P0102"
-HOLDS_PREPAID_STATE = "P0103"
-
 _AUTHORIZE = """
 CREATE OR REPLACE FUNCTION cloudpbx_authorize(
     p_tenant TEXT, p_account TEXT, p_call_id TEXT, p_leg TEXT,
@@ -203,7 +213,7 @@ CREATE OR REPLACE FUNCTION cloudpbx_authorize(
     p_initial_s INTEGER, p_increment_s INTEGER,
     p_want_s BIGINT, p_now_ms BIGINT, p_answered_ms BIGINT, p_hold_s BIGINT,
     p_caller TEXT, p_callee TEXT, p_invoiced BOOLEAN,
-    OUT o_outcome TEXT, OUT o_granted_s BIGINT, OUT o_total_s BIGINT,
+    OUT o_outcome TEXT, OUT o_holder TEXT, OUT o_granted_s BIGINT, OUT o_total_s BIGINT,
     OUT o_reserved_micros BIGINT, OUT o_expires_at_ms BIGINT
 ) LANGUAGE plpgsql AS $$
 DECLARE
@@ -220,7 +230,8 @@ BEGIN
     SELECT balance_micros - held_micros INTO v_available FROM accounts
         WHERE tenant = p_tenant AND account = p_account FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0101', MESSAGE = 'unknown account';
+        o_outcome := 'unknown account';
+        RETURN;
     END IF;
     -- The leg's reservation, or a new leg's empty one at the rate it is rated at.
     SELECT EXISTS (SELECT FROM cdrs
@@ -239,7 +250,9 @@ BEGIN
         RETURN;
     END IF;
     IF v_holder <> p_account THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0102', MESSAGE = v_holder;
+        o_outcome := 'held by another';
+        o_holder := v_holder;
+        RETURN;
     END IF;
     IF v_invoiced = 1 THEN  -- postpaid: tracked, nothing held
         o_total_s := v_total_s + p_want_s;
@@ -288,7 +301,7 @@ CREATE OR REPLACE FUNCTION cloudpbx_settle(
     p_disposition TEXT, p_setup_ms BIGINT, p_answered_ms BIGINT, p_end_ms BIGINT,
     p_prefix TEXT, p_name TEXT, p_per_minute BIGINT, p_connect_fee BIGINT,
     p_initial_s INTEGER, p_increment_s INTEGER, p_invoiced BOOLEAN, p_now_ms BIGINT,
-    OUT o_written BOOLEAN,
+    OUT o_outcome TEXT, OUT o_holder TEXT,
     OUT o_tenant TEXT, OUT o_account TEXT, OUT o_call_id TEXT, OUT o_leg TEXT,
     OUT o_caller TEXT, OUT o_callee TEXT, OUT o_disposition TEXT, OUT o_setup_ms BIGINT,
     OUT o_answered_ms BIGINT, OUT o_end_ms BIGINT, OUT o_billable_s BIGINT,
@@ -303,18 +316,23 @@ DECLARE
 BEGIN
     PERFORM FROM accounts WHERE tenant = p_tenant AND account = p_account FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0101', MESSAGE = 'unknown account';
+        o_outcome := 'unknown account';
+        RETURN;
     END IF;
     -- A settled leg has no reservation (authorize never opens one for it), so this takes
     -- nothing when the CDR below turns out to exist.
     DELETE FROM reservations
         WHERE tenant = p_tenant AND call_id = p_call_id AND leg = p_leg
+            AND account = p_account AND NOT (p_invoiced AND reserved_micros > 0)
         RETURNING * INTO v_was;
-    IF v_was.account <> p_account THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0102', MESSAGE = v_was.account;
-    END IF;
-    IF p_invoiced AND v_was.reserved_micros > 0 THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0103', MESSAGE = 'holds prepaid money';
+    IF NOT FOUND THEN  -- no reservation, or one this step must not take
+        SELECT account INTO o_holder FROM reservations
+            WHERE tenant = p_tenant AND call_id = p_call_id AND leg = p_leg;
+        IF FOUND THEN
+            o_outcome := CASE WHEN o_holder <> p_account THEN 'held by another'
+                              ELSE 'holds prepaid money' END;
+            RETURN;
+        END IF;
     END IF;
     v_invoiced := p_invoiced OR coalesce(v_was.invoiced = 1, false);
     -- A held leg is priced at the rate it was authorized at (its rate is never NULL).
@@ -355,8 +373,8 @@ BEGIN
         o_setup_ms, o_answered_ms, o_end_ms, o_billable_s, o_amount_micros, o_rate_prefix,
         o_rate_name, o_per_minute_micros, o_connect_fee_micros, o_initial_s, o_increment_s,
         o_settled_ms;
-    o_written := FOUND;
-    IF NOT o_written THEN  -- a repeat or a late event: the leg's one CDR stands
+    o_outcome := CASE WHEN FOUND THEN 'written' ELSE 'settled' END;
+    IF o_outcome = 'settled' THEN  -- a repeat or a late event: the leg's one CDR stands
         SELECT tenant, account, call_id, leg, caller, callee, disposition, setup_ms,
             answered_ms, end_ms, billable_s, amount_micros, rate_prefix, rate_name,
             per_minute_micros, connect_fee_micros, initial_s, increment_s, settled_ms
@@ -382,14 +400,92 @@ BEGIN
 END
 $$"""
 
+# Many requests in one statement and one transaction (one commit, one round trip): the
+# store sends whatever requests queued while its connections were busy. The items run one
+# after the other, ordered by account (then as sent), so two batches lock accounts in the
+# same order and never deadlock; each item's outcome comes back with its index (from 1).
+# These are the entry points (the single-request functions run inside them). Every
+# lookup they make is by key, and ``enable_seqscan = off`` keeps it so: a plan made while
+# a table was (nearly) empty would scan it, and plpgsql keeps a plan for the
+# connection's life, so each call would cost more than the last as the table grows.
+
+_AUTHORIZE_MANY = """
+CREATE OR REPLACE FUNCTION cloudpbx_authorize_many(
+    p_tenant TEXT[], p_account TEXT[], p_call_id TEXT[], p_leg TEXT[],
+    p_prefix TEXT[], p_name TEXT[], p_per_minute BIGINT[], p_connect_fee BIGINT[],
+    p_initial_s INTEGER[], p_increment_s INTEGER[],
+    p_want_s BIGINT[], p_now_ms BIGINT[], p_answered_ms BIGINT[], p_hold_s BIGINT[],
+    p_caller TEXT[], p_callee TEXT[], p_invoiced BOOLEAN[]
+) RETURNS TABLE (
+    o_item INTEGER, o_outcome TEXT, o_holder TEXT, o_granted_s BIGINT, o_total_s BIGINT,
+    o_reserved_micros BIGINT, o_expires_at_ms BIGINT
+) LANGUAGE plpgsql SET enable_seqscan = off AS $$
+DECLARE
+    i INTEGER;
+BEGIN
+    FOR i IN SELECT n FROM generate_subscripts(p_tenant, 1) AS n
+             ORDER BY p_tenant[n], p_account[n], n LOOP
+        RETURN QUERY SELECT i, a.* FROM cloudpbx_authorize(
+            p_tenant[i], p_account[i], p_call_id[i], p_leg[i], p_prefix[i], p_name[i],
+            p_per_minute[i], p_connect_fee[i], p_initial_s[i], p_increment_s[i], p_want_s[i],
+            p_now_ms[i], p_answered_ms[i], p_hold_s[i], p_caller[i], p_callee[i],
+            p_invoiced[i]
+        ) AS a;
+    END LOOP;
+END
+$$"""
+
+_SETTLE_MANY = """
+CREATE OR REPLACE FUNCTION cloudpbx_settle_many(
+    p_tenant TEXT[], p_account TEXT[], p_call_id TEXT[], p_leg TEXT[], p_caller TEXT[],
+    p_callee TEXT[], p_disposition TEXT[], p_setup_ms BIGINT[], p_answered_ms BIGINT[],
+    p_end_ms BIGINT[], p_prefix TEXT[], p_name TEXT[], p_per_minute BIGINT[],
+    p_connect_fee BIGINT[], p_initial_s INTEGER[], p_increment_s INTEGER[],
+    p_invoiced BOOLEAN[], p_now_ms BIGINT[]
+) RETURNS TABLE (
+    o_item INTEGER, o_outcome TEXT, o_holder TEXT,
+    o_tenant TEXT, o_account TEXT, o_call_id TEXT, o_leg TEXT, o_caller TEXT, o_callee TEXT,
+    o_disposition TEXT, o_setup_ms BIGINT, o_answered_ms BIGINT, o_end_ms BIGINT,
+    o_billable_s BIGINT, o_amount_micros BIGINT, o_rate_prefix TEXT, o_rate_name TEXT,
+    o_per_minute_micros BIGINT, o_connect_fee_micros BIGINT, o_initial_s INTEGER,
+    o_increment_s INTEGER, o_settled_ms BIGINT
+) LANGUAGE plpgsql SET enable_seqscan = off AS $$
+DECLARE
+    i INTEGER;
+BEGIN
+    FOR i IN SELECT n FROM generate_subscripts(p_tenant, 1) AS n
+             ORDER BY p_tenant[n], p_account[n], n LOOP
+        RETURN QUERY SELECT i, s.* FROM cloudpbx_settle(
+            p_tenant[i], p_account[i], p_call_id[i], p_leg[i], p_caller[i], p_callee[i],
+            p_disposition[i], p_setup_ms[i], p_answered_ms[i], p_end_ms[i], p_prefix[i],
+            p_name[i], p_per_minute[i], p_connect_fee[i], p_initial_s[i], p_increment_s[i],
+            p_invoiced[i], p_now_ms[i]
+        ) AS s;
+    END LOOP;
+END
+$$"""
+
 ONE_CALL_STEPS = Migration(
-    3,
-    "authorize and settle as Postgres functions: one round trip each",
-    (_BILLED_S, _COST_MICROS, _ALLOWANCE_S, _AUTHORIZE, _SETTLE),
+    4,
+    "authorize and settle as Postgres functions, one statement for many requests",
+    (
+        _BILLED_S,
+        _COST_MICROS,
+        _ALLOWANCE_S,
+        _AUTHORIZE,
+        _SETTLE,
+        _AUTHORIZE_MANY,
+        _SETTLE_MANY,
+    ),
     dialects=("postgres",),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (PREPAID, TRACKED_LEGS, ONE_CALL_STEPS)
+MIGRATIONS: tuple[Migration, ...] = (
+    PREPAID,
+    TRACKED_LEGS,
+    UNAMBIGUOUS_LEG_LOOKUP,
+    ONE_CALL_STEPS,
+)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

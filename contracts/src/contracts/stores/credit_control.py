@@ -8,6 +8,11 @@ writing balance, held money, reservation and CDR cannot interleave, and the CDR'
 key ``(tenant, call_id, leg)`` makes a second CDR for a leg impossible. The arithmetic is
 :mod:`contracts.billing.credit`; the bound it keeps is stated in
 :mod:`contracts.billing.store`.
+
+The SQLite store runs these steps for everything. The Postgres store runs
+:func:`authorize` and :func:`settle` as the server-side functions of billing migration 4
+(the same steps, in the same order, one statement per request or batch of requests) and
+the rest from here; the store suite runs against both.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 :class:`~contracts.billing.store.BillingStore` as one transaction of the steps in
 :mod:`.provisioning` and :mod:`.credit_control`, on a :class:`~.tx.Database` that
 ``contracts.stores.postgres`` or ``contracts.stores.sqlite`` provides. One body of SQL
-and rules for both, so the two stores cannot drift apart.
+and rules for both, so the two stores cannot drift apart; the one exception, the
+Postgres store's authorize and settle as server-side functions (for speed), is held to
+the same rules by the store suite run against both and by a comparison of their
+arithmetic (tests/contracts/test_billing_functions.py).
 """
 
 from __future__ import annotations

@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from contracts.billing.store import BillingStore
 from contracts.stores.postgres import PostgresBillingStore
 from contracts.stores.sqlite import SqliteBillingStore
 
-#: Connections an edge process keeps to Postgres: credit control is a few short
-#: transactions per call, so a handful go a long way.
+#: Connections an edge process keeps to Postgres: credit control is one short statement
+#: per request, batched under load, so a handful go a long way.
 POOL_SIZE = 8
 
 
@@ -31,5 +29,4 @@ async def open_store(url: str, *, pool_size: int = POOL_SIZE) -> BillingStore:
     check_url(url)
     if url.startswith("sqlite:///"):
         return await SqliteBillingStore.open(url.removeprefix("sqlite:///"))
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
-    return PostgresBillingStore(pool)
+    return await PostgresBillingStore.connect(url, size=pool_size)
