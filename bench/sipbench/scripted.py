@@ -96,25 +96,40 @@ class ScriptedPhone:
         return request
 
     def invite(
-        self, edge_port: int, callee: str, *, max_forwards: int = 70, body: bytes = SDP
+        self,
+        edge_port: int,
+        callee: str,
+        *,
+        max_forwards: int = 70,
+        body: bytes = SDP,
+        call_id: str | None = None,
+        cseq: int = 1,
     ) -> Request:
         """Call ``callee`` as a phone does: INVITE, the edge's 407, its ACK, then the
-        INVITE with credentials (CSeq 2), which is returned as sent. ``body``: the offer."""
-        call_id = secrets.token_hex(8)
+        INVITE with credentials (the next CSeq), which is returned as sent. ``body``: the
+        offer; ``call_id`` and ``cseq``: another attempt of an earlier call's Call-ID."""
+        call_id = call_id or secrets.token_hex(8)
         to = f"<sip:{callee}@{self.domain}>"
-        first = self.request("INVITE", f"sip:{callee}@{self.domain}", to, call_id, 1, body=body)
+        uri = f"sip:{callee}@{self.domain}"
+        first = self.request("INVITE", uri, to, call_id, cseq, body=body)
         first.headers.set("Max-Forwards", str(max_forwards))
         self.send(first, edge_port)
         challenge = self.final()
         if challenge.status != 407:
             raise AssertionError(f"expected 407, got {challenge.status} {challenge.reason}")
-        ack = self.request("ACK", first.uri_text, challenge.headers.get("To") or to, call_id, 1)
-        ack.headers.set("Via", first.headers.get("Via") or "")
-        self.send(ack, edge_port)
-        second = self.request("INVITE", first.uri_text, to, call_id, 2, body=body)
+        self.ack_failure(first, challenge, edge_port)
+        second = self.request("INVITE", first.uri_text, to, call_id, cseq + 1, body=body)
         second.headers.set("Max-Forwards", str(max_forwards))
         self.send(self.with_auth(second, challenge), edge_port)
         return second
+
+    def ack_failure(self, invite: Request, response: Response, edge_port: int) -> None:
+        """ACK a failure answer to ``invite`` (RFC 3261 §17.1.1.3: its branch, the answer's
+        To)."""
+        to = response.headers.get("To") or ""
+        ack = self.request("ACK", invite.uri_text, to, invite.call_id, invite.cseq.number)
+        ack.headers.set("Via", invite.headers.get("Via") or "")
+        self.send(ack, edge_port)
 
     def register(self, edge_port: int, contact: str | None = None) -> Response:
         """Register (401, then digest); ``contact`` replaces our real one (a NATed phone

@@ -6,6 +6,7 @@ edges at once), the CDR export, and bad input that changes nothing."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -256,6 +257,39 @@ async def test_recover_settles_a_dead_edges_leg_at_last_activity_plus_grace(
     assert await store.settle(end, now_ms=answered + 900_000) == cdr
     balance = await store.balance("acme", "alice")
     assert (balance.account.balance_micros, balance.account.held_micros) == (430 * CENTS, 0)
+
+
+async def test_recovery_writes_a_companion_legs_cdr_with_the_recovered_one(
+    store: SqlBillingStore,
+) -> None:
+    """The callee's leg of a recovered caller's leg gets its CDR in the same transaction
+    (free, same disposition and times), unless it has one or is held on its own."""
+    await funded(store, 5 * MICROS_PER_UNIT)
+    for call_id in ("c1", "c2", "c3"):
+        await store.authorize(
+            "acme", "alice", call_id, "a", rate=BY_MINUTE, want_s=60, now_ms=T0_MS,
+            answered_ms=T0_MS, hold_s=30,
+        )  # fmt: skip
+    # c2's companion already has its CDR; c3's is held (recovered on its own).
+    callee_end = leg_end("c2", answered_ms=T0_MS, end_ms=T0_MS + 1)
+    await store.settle(replace(callee_end, leg="b", rate=None), now_ms=T0_MS + 1)
+    await store.authorize(
+        "acme", "alice", "c3", "b", rate=Rate("", 0), want_s=60, now_ms=T0_MS, hold_s=30
+    )
+
+    def callee_of(leg: str) -> str | None:
+        return "b" if leg == "a" else None
+
+    written = await store.recover(now_ms=T0_MS + 600_000, grace_s=10, companion=callee_of)
+    by_key = {(cdr.call_id, cdr.leg): cdr for cdr in written}
+    assert sorted(by_key) == [("c1", "a"), ("c1", "b"), ("c2", "a"), ("c3", "a"), ("c3", "b")]
+    caller, callee = by_key["c1", "a"], by_key["c1", "b"]
+    assert (callee.disposition, callee.setup_ms, callee.answered_ms, callee.end_ms) == (
+        caller.disposition, caller.setup_ms, caller.answered_ms, caller.end_ms,
+    )  # fmt: skip
+    assert (callee.amount_micros, callee.rate, caller.amount_micros) == (0, None, 70 * CENTS)
+    assert by_key["c3", "b"].disposition == Disposition.RECOVERED  # its own reservation's
+    assert not (await store.balance("acme", "alice")).reservations
 
 
 async def test_a_recovered_leg_is_billed_no_longer_than_its_reservation_covered(

@@ -13,6 +13,8 @@ the store, as the portal would, and reads the CDRs back from it.
   and is cut within 1 s of its own limit; the charges add up to the money there was.
 * Every attempt has one CDR per leg: the caller's (``A``, charged) and, once the callee
   was tried, the callee's (``B``, free); a number that does not exist gets the caller's.
+* A phone retrying with the same Call-ID (after 488, as phones falling back from SRTP
+  do) makes a new attempt: it goes through, under legs of its own (``A.<CSeq>``).
 * Postpaid: no balance, never cut off (however many slices it outlives), priced in full
   on its CDR, no money moved.
 """
@@ -227,13 +229,53 @@ def test_three_concurrent_calls_share_the_money_and_are_all_cut_at_their_limits(
     assert balance < PER_SECOND_MICROS  # the money ran out: no whole second was left
 
 
+def test_a_retry_with_the_same_call_id_is_a_new_attempt_with_legs_of_its_own(
+    edge_factory: EdgeFactory, tmp_path: Path
+) -> None:
+    with prepaid_edge(edge_factory, tmp_path) as (edge, url):
+        top_up(url, edge.tenant, FEE_MICROS + 3 * PER_SECOND_MICROS)
+        caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
+        callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
+        try:
+            callee.register(edge.port)
+            first = caller.invite(edge.port, "2002")  # CSeq 1 challenged, 2 with credentials
+            callee.answer(callee.receive_request("INVITE"), 488, "Not Acceptable Here", edge.port)
+            refused = caller.final()
+            assert refused.status == 488
+            caller.ack_failure(first, refused, edge.port)
+            # The same Call-ID again, with another offer: CSeq 3 challenged, 4 goes through.
+            again = caller.invite(edge.port, "2002", call_id=first.call_id, cseq=3)
+            callee.answer(callee.receive_request("INVITE"), 200, "OK", edge.port)
+            answer = caller.final()
+            assert (answer.status, answer.reason) == (200, "OK")
+            to = answer.headers.get("To") or ""
+            caller.send(caller.request("ACK", target_of(answer), to, again.call_id, 4), edge.port)
+            for phone in (caller, callee):  # cut off when the money for 3 s is spent
+                phone.answer(phone.receive_request("BYE"), 200, "OK", edge.port)
+        finally:
+            caller.close()
+            callee.close()
+        cdrs, balance = cdrs_and_balance(url, edge.tenant, 4)
+    legs = {cdr.leg: cdr for cdr in cdrs}
+    assert sorted(legs) == ["A", "A.4", "B", "B.4"]
+    assert {cdr.call_id for cdr in cdrs} == {first.call_id}
+    assert (legs["A"].disposition, legs["A"].amount_micros) == (Disposition.FAILED, 0)
+    assert legs["B"].disposition == Disposition.FAILED
+    retried = legs["A.4"]
+    assert retried.disposition == Disposition.CUT_OFF
+    assert retried.amount_micros == FEE_MICROS + 3 * PER_SECOND_MICROS
+    assert (legs["B.4"].disposition, legs["B.4"].amount_micros) == (Disposition.CUT_OFF, 0)
+    assert balance == 0
+
+
 @pytest.mark.timeout(120)
 def test_an_edge_killed_mid_call_leaves_exactly_one_cdr_written_by_another(
     edge_factory: EdgeFactory, tmp_path: Path
 ) -> None:
     """kill -9 of the edge that carries a call: nothing settles it there; its reservation
-    expires (no more extensions), and the other edge's recovery writes the leg's one CDR,
-    charged up to the last activity plus the grace, never beyond what was reserved."""
+    expires (no more extensions), and the other edge's recovery writes the leg's one CDR
+    (and the callee's), charged up to the last activity plus the grace, never beyond what
+    was reserved, then ends the call, which would otherwise run on: BYE to both phones."""
     name = f"pre{secrets.token_hex(3)}"
     domain = f"{name}.pbx.test"
     url = f"sqlite:///{tmp_path / 'billing.db'}"
@@ -254,6 +296,10 @@ def test_an_edge_killed_mid_call_leaves_exactly_one_cdr_written_by_another(
         killed_at_ms = int(time.time() * 1000)
         every_leg, balance = cdrs_and_balance_within(url, name, 2, timeout_s=60)
         (cdr,), (_callee,) = by_leg(every_leg)
+        # The call still ran (nobody hung up): the edge that recovered it ends it.
+        for phone in (caller, callee):
+            phone.sock.settimeout(15)
+            phone.answer(phone.receive_request("BYE"), 200, "OK", survivor.port)
     finally:
         caller.close()
         callee.close()

@@ -8,7 +8,7 @@ import pytest
 from contracts.billing.rating import Rate
 from contracts.snapshot import BillingPlan, Limits, TenantSnapshot
 from sipedge.calls.admission import Refused
-from sipedge.calls.credit import FREE_CALL, Billed, Credit, rate_of
+from sipedge.calls.credit import FREE_CALL, Billed, Credit, callee_leg_of, rate_of
 
 GERMANY = Rate("49", 20_000)
 FREE = Rate("800", 0)
@@ -65,3 +65,20 @@ def test_a_slice_is_at_least_a_second_and_extended_a_quarter_slice_ahead_at_most
     assert Credit(store, 2).lead_s == 0.5  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least 1 s"):
         Credit(store, 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("caller_leg", "callee_leg"),
+    [("A", "B"), ("A.4", "B.4"), ("A.0", "B.0"), ("B", None), ("B.4", None), ("AB", None)],
+)
+def test_a_callers_leg_names_its_callees(caller_leg: str, callee_leg: str | None) -> None:
+    assert callee_leg_of(caller_leg) == callee_leg
+
+
+def test_an_attempt_reusing_a_recorded_call_id_gets_legs_named_after_its_cseq() -> None:
+    first = Billed(GERMANY, 1_000, "2001", "4930", cseq=4)
+    assert (first.caller_leg, first.callee_leg) == ("A", "B")
+    retried = first.retried()
+    assert retried is not None
+    assert (retried.caller_leg, retried.callee_leg) == ("A.4", "B.4")
+    assert retried.retried() is None  # its own legs are recorded too: nothing left to try

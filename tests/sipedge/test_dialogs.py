@@ -306,3 +306,14 @@ def test_a_call_owing_an_ack_carries_the_leg_and_others_do_not() -> None:
     assert f'"awaiting_ack":"{a_call().b.call_id}"' in owing.to_json()
     assert Call.from_json(owing.to_json()) == owing
     assert '"awaiting_ack"' not in a_call().to_json()
+
+
+def test_a_billed_call_carries_its_record_and_a_retried_attempt_its_own_legs() -> None:
+    """Any edge process may end the call and write its CDRs: the INVITE time, and the
+    caller's leg when an attempt reusing a Call-ID records under ``A.<CSeq>``."""
+    billed = replace(a_call(), billed_at_ms=1_700_000_000_000)
+    retried = replace(billed, billed_leg="A.4")
+    assert '"billed_leg"' not in billed.to_json()
+    assert '"billed_leg":"A.4"' in retried.to_json()
+    for call in (billed, retried):
+        assert Call.from_json(call.to_json()) == call

@@ -147,7 +147,12 @@ class EdgeProcess:
                 log.exception("billing recovery failed; trying again")
                 continue
             if recovered:
-                log.info("settled %d call legs of edges that stopped", recovered)
+                log.info("settled %d call legs of edges that stopped", len(recovered))
+            for cdr in recovered:  # its edge is gone: nothing else would end it
+                try:
+                    await self.calls.end_recovered(cdr.tenant, cdr.call_id)
+                except Exception:
+                    log.exception("recovered call-id=%s not ended", cdr.call_id)
 
     async def _gauges(self) -> None:
         while True:

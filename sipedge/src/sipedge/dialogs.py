@@ -71,6 +71,9 @@ class Call:
     #: A prepaid call's INVITE time (epoch ms): its A leg is settled (a CDR) when it
     #: ends; 0: no credit control.
     billed_at_ms: int = 0
+    #: The caller's leg it is recorded under when not ``A``: an attempt that reused a
+    #: recorded Call-ID (sipedge.calls.credit).
+    billed_leg: str = ""
 
     def leg_of(self, call_id: str) -> tuple[Leg, Leg] | None:
         """(this leg, the other leg) for a request in dialog ``call_id``."""
@@ -105,6 +108,8 @@ class Call:
             fields["trial"] = True
         if self.billed_at_ms:
             fields["billed_at_ms"] = self.billed_at_ms
+        if self.billed_leg:
+            fields["billed_leg"] = self.billed_leg
         return _JSON.encode(fields)
 
     @classmethod

@@ -39,12 +39,15 @@ rate) is charged nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from contracts.billing.rating import Rate, RateTable
+
+#: The leg that ends with a recovered leg (``recover``), or None when none does.
+Companion = Callable[[str], "str | None"]
 
 
 class BillingError(Exception):
@@ -312,8 +315,13 @@ class BillingStore(Protocol):
         """Write the leg's CDR and charge it, exactly once (module docstring)."""
         ...
 
-    async def recover(self, *, now_ms: int, grace_s: int) -> tuple[Cdr, ...]:
-        """Settle every reservation expired at ``now_ms``; returns the CDRs written."""
+    async def recover(
+        self, *, now_ms: int, grace_s: int, companion: Companion | None = None
+    ) -> tuple[Cdr, ...]:
+        """Settle every reservation expired at ``now_ms``; returns the CDRs written.
+        ``companion`` names the leg that ends with a recovered one (the callee's leg of a
+        caller's): its CDR, free, with the same disposition and times, is written in the
+        same transaction, so a recoverer that dies cannot leave one without the other."""
         ...
 
     async def cdrs(self, tenant: str, *, since_ms: int, until_ms: int) -> tuple[Cdr, ...]:

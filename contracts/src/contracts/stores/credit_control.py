@@ -23,6 +23,7 @@ from contracts.billing import credit
 from contracts.billing.rating import Rate
 from contracts.billing.store import (
     Cdr,
+    Companion,
     Disposition,
     Grant,
     InvalidRequest,
@@ -136,14 +137,22 @@ async def expired(tx: Tx, now_ms: int) -> list[tuple[str, str, str, str]]:
 
 
 async def recover(
-    tx: Tx, tenant: str, account: str, call_id: str, leg: str, now_ms: int, grace_s: int
-) -> Cdr | None:
+    tx: Tx,
+    tenant: str,
+    account: str,
+    call_id: str,
+    leg: str,
+    now_ms: int,
+    grace_s: int,
+    companion: Companion | None = None,
+) -> tuple[Cdr, ...]:
     """Settle the leg if its reservation is still there and expired (another process may
-    have settled or extended it since :func:`expired` listed it); else None."""
+    have settled or extended it since :func:`expired` listed it), with its companion's
+    CDR if it names one and that has none yet; else nothing."""
     await lock_account(tx, tenant, account)
     held_leg = await _reservation(tx, tenant, call_id, leg)
     if held_leg is None or held_leg.account != account or held_leg.expires_at_ms > now_ms:
-        return None
+        return ()
     start_ms = held_leg.started_ms if held_leg.answered_ms is None else held_leg.answered_ms
     covered_ms = None if held_leg.answered_ms is None else start_ms + 1000 * held_leg.total_s
     end_ms = credit.recovered_end_ms(
@@ -165,7 +174,15 @@ async def recover(
         max(start_ms, end_ms),
         held_leg.rate,
     )
-    return await _write_cdr(tx, end, held_leg, now_ms)
+    cdr = await _write_cdr(tx, end, held_leg, now_ms)
+    other = None if companion is None else companion(leg)
+    if other is None:
+        return (cdr,)
+    other_held, other_settled = await _leg(tx, tenant, call_id, other)
+    if other_settled or other_held is not None:  # written, or recovered on its own
+        return (cdr,)
+    free = replace(end, leg=other, rate=None, invoiced=False)
+    return cdr, await _write_cdr(tx, free, None, now_ms)
 
 
 async def cdrs(tx: Tx, tenant: str, since_ms: int, until_ms: int) -> tuple[Cdr, ...]:

@@ -18,6 +18,7 @@ from contracts.billing.store import (
     Balance,
     BillingStore,
     Cdr,
+    Companion,
     Grant,
     InvalidRequest,
     LedgerEntry,
@@ -117,8 +118,11 @@ class SqlBillingStore(BillingStore):
         async with self.database.transaction() as tx:
             return await credit_control.settle(tx, end, now_ms)
 
-    async def recover(self, *, now_ms: int, grace_s: int) -> tuple[Cdr, ...]:
-        """One short transaction per expired leg, so recovery never holds many locks."""
+    async def recover(
+        self, *, now_ms: int, grace_s: int, companion: Companion | None = None
+    ) -> tuple[Cdr, ...]:
+        """One short transaction per expired leg (and its companion's CDR), so recovery
+        never holds many locks."""
         if type(grace_s) is not int or grace_s < 0:
             raise InvalidRequest(f"grace_s must be a whole number of seconds >= 0: {grace_s!r}")
         async with self.database.transaction() as tx:
@@ -126,11 +130,10 @@ class SqlBillingStore(BillingStore):
         written: list[Cdr] = []
         for tenant, account, call_id, leg in legs:
             async with self.database.transaction() as tx:
-                cdr = await credit_control.recover(
-                    tx, tenant, account, call_id, leg, now_ms, grace_s
+                cdrs = await credit_control.recover(
+                    tx, tenant, account, call_id, leg, now_ms, grace_s, companion
                 )
-            if cdr is not None:
-                written.append(cdr)
+            written.extend(cdrs)
         return tuple(written)
 
     async def cdrs(self, tenant: str, *, since_ms: int, until_ms: int) -> tuple[Cdr, ...]:

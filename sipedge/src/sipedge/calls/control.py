@@ -34,7 +34,7 @@ from sipedge.calls.build import (
     relayed_response,
     unavailable,
 )
-from sipedge.calls.credit import Billed, Credit, rate_of
+from sipedge.calls.credit import CALLER_LEG, Billed, Credit, rate_of
 from sipedge.dialogs import Call, DialogStore, Leg
 from sipedge.edge import ClientEvent, ClientHandler, Edge
 from sipedge.location import Binding, LocationStore
@@ -275,7 +275,7 @@ class CallControl:
         if self.credit is None:
             return
         now_ms = _ms(self.edge.wall())
-        billed = Billed(None, now_ms, caller.number, dialled)
+        billed = Billed(None, now_ms, caller.number, dialled, cseq=invite.cseq.number)
         work = self.credit.settle(
             tenant.name,
             invite.call_id,
@@ -304,14 +304,17 @@ class CallControl:
             self._refuse(setup, rate.status, rate.reason)
             return False
         invoiced = tenant.billing.plan == "postpaid"
-        setup.billed = Billed(rate, now_ms, caller.number, callee.number, invoiced)
+        setup.billed = Billed(
+            rate, now_ms, caller.number, callee.number, invoiced, cseq=setup.a_invite.cseq.number
+        )
         opened = await self.credit.open(
             tenant.name, setup.a_invite.call_id, setup.billed, tenant.limits.ring_timeout_s, now_ms
         )
         if isinstance(opened, Refused):
             self._refuse(setup, opened.status, opened.reason)
             return False
-        setup.granted_s = opened.total_s
+        grant, setup.billed = opened  # under legs of its own if it reuses a Call-ID
+        setup.granted_s = grant.total_s
         return not setup.finished  # CANCELled meanwhile: that ended it
 
     def _refuse(self, setup: Setup, status: int, reason: str) -> None:
@@ -361,7 +364,11 @@ class CallControl:
         settled (their CDRs, the caller's charged)."""
         if call.billed_at_ms and self.credit is not None:
             billed = Billed(
-                None, call.billed_at_ms, _user(call.a.remote_uri), _user(call.a.local_uri)
+                None,
+                call.billed_at_ms,
+                _user(call.a.remote_uri),
+                _user(call.a.local_uri),
+                caller_leg=call.billed_leg or CALLER_LEG,
             )
             work = self.credit.settle(
                 call.tenant,
@@ -501,6 +508,7 @@ class CallControl:
                 cutoff_at=now + admitted.limit_s if admitted.limit_s else 0.0,
                 trial=setup.tenant.billing.trial,
                 billed_at_ms=setup.billed.setup_ms if setup.billed is not None else 0,
+                billed_leg=_billed_leg(setup.billed),
             ),
             response,
             now,
@@ -581,7 +589,12 @@ class CallControl:
         assert billed.rate is not None
         answered_ms = _ms(call.answered_at)
         total_s = await self.credit.extend(
-            call.tenant, call.a.call_id, billed.rate, answered_ms, answered_ms
+            call.tenant,
+            call.a.call_id,
+            billed.rate,
+            answered_ms,
+            answered_ms,
+            caller_leg=billed.caller_leg,
         )
         until = call.answered_at + (total_s if total_s is not None else setup.granted_s)
         if not billed.capped:
@@ -604,7 +617,9 @@ class CallControl:
             return  # ended meanwhile
         now = self.edge.wall()
         answered_ms = _ms(call.answered_at)
-        total_s = await self.credit.extend(tenant, call_id, rate, answered_ms, _ms(now))
+        total_s = await self.credit.extend(
+            tenant, call_id, rate, answered_ms, _ms(now), caller_leg=call.billed_leg or CALLER_LEG
+        )
         if total_s is None:
             return  # prepaid: no more money, the cut-off stands
         until = call.answered_at + total_s
@@ -895,6 +910,17 @@ class CallControl:
         log.info("media timeout on the relay call-id=%s: hanging up", call_id)
         await self._hang_up(call)
 
+    async def end_recovered(self, tenant: str, call_id: str) -> bool:
+        """End a call whose caller's leg recovery just settled (its edge died without
+        ending it): BYE on both legs, its relay session and slot released; its CDRs
+        stand. False when no such call runs (it was not answered, or has ended)."""
+        call = await self.dialogs.get(tenant, call_id)
+        if call is None:
+            return False
+        log.info("ending a call whose edge stopped call-id=%s", call_id)
+        await self._hang_up(call, Disposition.RECOVERED)
+        return True
+
     async def _hang_up(self, call: Call, disposition: Disposition | None = None) -> None:
         """End both legs (no ACK came, a session timer ran out, the tenant went away,
         the call's credit or trial limit ran out)."""
@@ -1136,6 +1162,14 @@ def _disposition(status: int) -> Disposition:
     if status in (0, 408, 480, 487, 603):
         return Disposition.NO_ANSWER  # 0: the caller hung up (CANCEL) before an answer
     return Disposition.FAILED
+
+
+def _billed_leg(billed: Billed | None) -> str:
+    """The caller's leg a call records under, as its stored form keeps it (empty: the
+    usual :data:`~sipedge.calls.credit.CALLER_LEG`)."""
+    if billed is None or billed.caller_leg == CALLER_LEG:
+        return ""
+    return billed.caller_leg
 
 
 def _ms(seconds: float) -> int:

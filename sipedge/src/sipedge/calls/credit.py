@@ -29,20 +29,24 @@ closed by another (a leg that holds no money is tracked all the same):
    ended it (BYE, CANCEL, busy, no answer, the cut-off), and the B leg (the call to the
    callee, however many of its devices rang) gets its CDR too, at no charge. A leg whose
    edge died stops being extended; its reservation expires and any edge's
-   :meth:`Credit.recover` settles it at its last activity plus ``RECOVER_GRACE_S``.
+   :meth:`Credit.recover` settles it at its last activity plus ``RECOVER_GRACE_S`` (the
+   callee's leg with it), and that edge ends the call if it still runs: BYE on both
+   legs, so a dead edge's call outlives its money by at most the reservation's margin.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from contracts.billing.rating import Rate
 from contracts.billing.store import (
     BillingStore,
+    Cdr,
     Disposition,
     Grant,
     LegEnd,
+    RefusalReason,
 )
 from contracts.snapshot import TenantSnapshot
 from sipedge.calls.admission import Refused
@@ -51,7 +55,10 @@ log = logging.getLogger("sipedge.credit")
 
 #: The account a tenant's calls are paid from.
 ACCOUNT = "main"
-#: The caller's leg (the billed one) and the callee's, in CDRs and reservations.
+#: The caller's leg (the billed one) and the callee's, in CDRs and reservations. A new
+#: attempt that reuses the Call-ID of one already recorded (a phone retrying after 488 with
+#: another offer, as phones falling back from SRTP do) gets legs of its own, named after
+#: its INVITE's CSeq: ``A.2`` and ``B.2``.
 CALLER_LEG = "A"
 CALLEE_LEG = "B"
 #: The rate of a call nothing charges for (an internal call the tenant does not rate, a
@@ -80,11 +87,34 @@ class Billed:
     caller: str
     callee: str
     invoiced: bool = False
+    #: The INVITE's CSeq number, which names the legs of an attempt reusing a Call-ID.
+    cseq: int = 0
+    #: The caller's leg: :data:`CALLER_LEG`, or the attempt's own (``A.<cseq>``).
+    caller_leg: str = CALLER_LEG
+
+    @property
+    def callee_leg(self) -> str:
+        return callee_leg_of(self.caller_leg) or CALLEE_LEG
+
+    def retried(self) -> Billed | None:
+        """The attempt under legs of its own, because the Call-ID's first attempt is
+        already recorded; None when it already has them (this attempt is recorded)."""
+        if self.caller_leg != CALLER_LEG:
+            return None
+        return replace(self, caller_leg=f"{CALLER_LEG}.{self.cseq}")
 
     @property
     def capped(self) -> bool:
         """Whether money limits the call (prepaid and not free): it has a cut-off."""
         return self.rate is not None and not self.invoiced and not self.rate.free
+
+
+def callee_leg_of(caller_leg: str) -> str | None:
+    """The callee's leg of a call whose caller's leg is ``caller_leg`` (None when that is
+    not a caller's leg)."""
+    if caller_leg == CALLER_LEG or caller_leg.startswith(f"{CALLER_LEG}."):
+        return CALLEE_LEG + caller_leg.removeprefix(CALLER_LEG)
+    return None
 
 
 def rate_of(tenant: TenantSnapshot, number: str, *, internal: bool) -> Rate | Refused:
@@ -112,15 +142,17 @@ class Credit:
 
     async def open(
         self, tenant: str, call_id: str, billed: Billed, ring_s: int, now_ms: int
-    ) -> Grant | Refused:
-        """Open the caller's leg with its first slice (money reserved if prepaid)."""
+    ) -> tuple[Grant, Billed] | Refused:
+        """Open the caller's leg with its first slice (money reserved if prepaid); the
+        grant and the call's billing (under legs of its own when it reuses a recorded
+        Call-ID)."""
         assert billed.rate is not None  # rated on INVITE
         try:
             grant = await self.store.authorize(
                 tenant,
                 ACCOUNT,
                 call_id,
-                CALLER_LEG,
+                billed.caller_leg,
                 rate=billed.rate,
                 want_s=self.slice_s,
                 now_ms=now_ms,
@@ -133,12 +165,25 @@ class Credit:
             log.exception("billing store failed opening call-id=%s: refused", call_id)
             return Refused(503, "Billing Unavailable")
         if isinstance(grant, Grant):
-            return grant
+            return grant, billed
+        if grant.reason is RefusalReason.ALREADY_SETTLED:
+            retried = billed.retried()
+            if retried is not None:  # a new attempt reusing the Call-ID
+                return await self.open(tenant, call_id, retried, ring_s, now_ms)
+            log.info("call refused call-id=%s: attempt %s already recorded", call_id, billed.cseq)
+            return Refused(400, "Call Attempt Already Recorded")
         log.info("call refused call-id=%s: %s", call_id, grant.reason)
         return Refused(402, "Insufficient Balance")
 
     async def extend(
-        self, tenant: str, call_id: str, rate: Rate, answered_ms: int, now_ms: int
+        self,
+        tenant: str,
+        call_id: str,
+        rate: Rate,
+        answered_ms: int,
+        now_ms: int,
+        *,
+        caller_leg: str = CALLER_LEG,
     ) -> int | None:
         """Ask for the next slice of an answered call: the leg's new total seconds from
         the answer, or None when no more is granted (a prepaid call's cut-off stands)."""
@@ -147,7 +192,7 @@ class Credit:
                 tenant,
                 ACCOUNT,
                 call_id,
-                CALLER_LEG,
+                caller_leg,
                 rate=rate,
                 want_s=self.slice_s,
                 now_ms=now_ms,
@@ -171,57 +216,68 @@ class Credit:
         callee_leg: bool,
     ) -> None:
         """Write the call's CDRs, the caller's leg charged (exactly once, however often
-        called); ``callee_leg``: the call reached the callee, whose leg gets its CDR."""
-        legs = (CALLER_LEG, CALLEE_LEG) if callee_leg else (CALLER_LEG,)
-        for leg in legs:
-            end = LegEnd(
-                tenant=tenant,
-                account=ACCOUNT,
-                call_id=call_id,
-                leg=leg,
-                caller=billed.caller,
-                callee=billed.callee,
-                disposition=disposition,
-                setup_ms=billed.setup_ms,
-                answered_ms=answered_ms,
-                end_ms=max(end_ms, answered_ms or billed.setup_ms),
-                rate=billed.rate if leg == CALLER_LEG else None,
-                invoiced=billed.invoiced and leg == CALLER_LEG,
-            )
-            try:
-                cdr = await self.store.settle(end, now_ms=end_ms)
-            except Exception:
-                log.exception(
-                    "CDR not written call-id=%s leg=%s: recovery settles it", call_id, leg
-                )
+        called); ``callee_leg``: the call reached the callee, whose leg gets its CDR. An
+        attempt refused before it was opened that reuses a recorded Call-ID gets legs of
+        its own (:meth:`Billed.retried`)."""
+        cdr = await self._settle_leg(tenant, call_id, billed, disposition, answered_ms, end_ms)
+        if cdr is not None and cdr.setup_ms != billed.setup_ms:  # an earlier attempt's
+            retried = billed.retried()
+            if retried is None:
                 return
-            log.info(
-                "call leg settled call-id=%s leg=%s %s %d s %d micros",
-                call_id,
-                leg,
-                cdr.disposition,
-                cdr.billable_s,
-                cdr.amount_micros,
+            billed = retried
+            cdr = await self._settle_leg(tenant, call_id, billed, disposition, answered_ms, end_ms)
+        if cdr is not None and callee_leg:
+            await self._settle_leg(
+                tenant, call_id, billed, disposition, answered_ms, end_ms, callee=True
             )
 
-    async def recover(self, now_ms: int) -> int:
-        """Settle the legs of edges that died (their reservations expired), and the
-        callee legs of their calls; how many caller legs."""
-        recovered = await self.store.recover(now_ms=now_ms, grace_s=RECOVER_GRACE_S)
-        for cdr in recovered:
-            if cdr.leg != CALLER_LEG:
-                continue
-            end = LegEnd(
-                cdr.tenant,
-                cdr.account,
-                cdr.call_id,
-                CALLEE_LEG,
-                cdr.caller,
-                cdr.callee,
-                cdr.disposition,
-                cdr.setup_ms,
-                cdr.answered_ms,
-                cdr.end_ms,
-            )
-            await self.store.settle(end, now_ms=now_ms)
-        return len(recovered)
+    async def _settle_leg(
+        self,
+        tenant: str,
+        call_id: str,
+        billed: Billed,
+        disposition: Disposition,
+        answered_ms: int | None,
+        end_ms: int,
+        *,
+        callee: bool = False,
+    ) -> Cdr | None:
+        """One leg's CDR (the caller's charged); None when the store failed (recovery
+        settles the caller's leg)."""
+        leg = billed.callee_leg if callee else billed.caller_leg
+        end = LegEnd(
+            tenant=tenant,
+            account=ACCOUNT,
+            call_id=call_id,
+            leg=leg,
+            caller=billed.caller,
+            callee=billed.callee,
+            disposition=disposition,
+            setup_ms=billed.setup_ms,
+            answered_ms=answered_ms,
+            end_ms=max(end_ms, answered_ms or billed.setup_ms),
+            rate=None if callee else billed.rate,
+            invoiced=billed.invoiced and not callee,
+        )
+        try:
+            cdr = await self.store.settle(end, now_ms=end_ms)
+        except Exception:
+            log.exception("CDR not written call-id=%s leg=%s: recovery settles it", call_id, leg)
+            return None
+        log.info(
+            "call leg settled call-id=%s leg=%s %s %d s %d micros",
+            call_id,
+            leg,
+            cdr.disposition,
+            cdr.billable_s,
+            cdr.amount_micros,
+        )
+        return cdr
+
+    async def recover(self, now_ms: int) -> tuple[Cdr, ...]:
+        """Settle the legs of edges that died (their reservations expired), each caller
+        leg with its callee leg's CDR in the same transaction; the caller legs' CDRs."""
+        recovered = await self.store.recover(
+            now_ms=now_ms, grace_s=RECOVER_GRACE_S, companion=callee_leg_of
+        )
+        return tuple(cdr for cdr in recovered if callee_leg_of(cdr.leg) is not None)
