@@ -1,0 +1,241 @@
+"""A SIP trunk's registration to its provider (issue 6.2), as a state machine without
+I/O, clock or randomness: the caller sends the REGISTERs it asks for, feeds back what
+came (a response, or a timeout), and waits as long as it says; its randomness (the
+jitter, the cnonce) comes in as values.
+
+* A 401 or 407 is answered with the trunk's credentials (:func:`sipedge.sip.digest.
+  answer_challenge`: MD5 or SHA-256, qop=auth), the strongest challenge first. A new
+  challenge to an answered one means the password was refused, unless it says
+  ``stale=true`` (RFC 7616 §3.3): the nonce had only expired, so it is answered again.
+* A 423 Interval Too Brief raises the expiry to its Min-Expires and registers at once.
+* A 200 registers the trunk for what the registrar granted (our Contact's ``expires``,
+  else the Expires header, else what was asked), refreshed ahead of time: at half the
+  time for short grants, 60 s before the end for long ones.
+* Anything else (a 403, a 5xx, a timeout, two challenges in a row) leaves the trunk
+  Failed with the status and reason, tried again after an exponential back-off with
+  jitter (``base * 2**(failures-1)`` capped at ``most``, then scaled by 0.5-1.0), so a
+  wrong password makes no retry storm.
+
+Its :class:`Status` (Registered, Failed with the last status and reason, Disabled) is what
+metrics and the Trunk's status show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from sipedge.sip.auth import (
+    AUTHORIZATION,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    WWW_AUTHENTICATE,
+    Challenge,
+    parse_challenge,
+)
+from sipedge.sip.digest import answer_challenge, choose_challenge, is_answerable
+from sipedge.sip.errors import ParseError
+from sipedge.sip.message import Response
+from sipedge.sip.uri import SipUri
+
+#: Back-off after failures: the first wait, and the longest.
+BACKOFF_BASE_S = 2.0
+BACKOFF_MOST_S = 300.0
+#: A long registration is refreshed this long before it ends; a short one at half-time.
+REFRESH_AHEAD_S = 60
+
+
+class State(Enum):
+    """As metrics and the Trunk's status show it (the value)."""
+
+    REGISTERING = "Registering"
+    REGISTERED = "Registered"
+    FAILED = "Failed"
+    DISABLED = "Disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    state: State
+    #: The last final status and reason (0 and "" before any).
+    status: int = 0
+    reason: str = ""
+    #: Consecutive failures (0 once registered).
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """What a trunk registers with: the registrar, the address of record, the contact,
+    the credentials and the expiry it asks for."""
+
+    registrar: str
+    aor: str
+    contact: str
+    username: str
+    password: str
+    expires_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """Send a REGISTER: this CSeq and Expires, with this credentials header (if any)."""
+
+    cseq: int
+    expires_s: int
+    authorization: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Nothing to send: call :meth:`Registration.wait_over` in ``seconds``."""
+
+    seconds: float
+
+
+class Registration:
+    def __init__(
+        self,
+        account: Account,
+        *,
+        backoff_base_s: float = BACKOFF_BASE_S,
+        backoff_most_s: float = BACKOFF_MOST_S,
+    ) -> None:
+        self.account = account
+        self.status = Status(State.REGISTERING)
+        self._base_s, self._most_s = backoff_base_s, backoff_most_s
+        self._cseq = 0
+        self._expires_s = account.expires_s
+        #: The challenge answered in the REGISTER under way, its header and its use count.
+        self._answered: tuple[Challenge, str] | None = None
+        self._nc = 0
+
+    def start(self) -> Register:
+        """The first REGISTER (also after :meth:`wait_over`)."""
+        self._answered = None
+        return self._register("")
+
+    def wait_over(self) -> Register:
+        """A wait ended: refresh, or try again after a failure."""
+        if self.status.state is State.DISABLED:
+            raise RuntimeError("a disabled trunk registers no more")
+        return self.start()
+
+    def disable(self) -> Register:
+        """Stop: the REGISTER that removes the binding (Expires 0); the trunk is Disabled."""
+        self.status = Status(State.DISABLED)
+        return Register(self._next_cseq(), 0)
+
+    def answer(self, response: Response, *, cnonce: str, jitter: float) -> Register | Wait:
+        """What to do about the final response to the REGISTER under way. ``cnonce``: a
+        fresh random token; ``jitter``: a random number in [0, 1)."""
+        status, reason = response.status, response.reason
+        if self.status.state is State.DISABLED:
+            return Wait(0.0)
+        if status in (401, 407):
+            return self._challenged(response, cnonce=cnonce, jitter=jitter)
+        if status == 423:
+            return self._too_brief(response, cnonce=cnonce, jitter=jitter)
+        if 200 <= status < 300:
+            granted = self._granted(response)
+            self.status = Status(State.REGISTERED, status, reason)
+            return Wait(self._refresh_after(granted))
+        return self._failed(status, reason, jitter)
+
+    def timed_out(self, *, jitter: float) -> Wait:
+        """The REGISTER got no final response (its transaction timed out)."""
+        return self._failed(408, "Request Timeout", jitter)
+
+    # -- the cases ---------------------------------------------------------------------
+    def _challenged(self, response: Response, *, cnonce: str, jitter: float) -> Register | Wait:
+        header = WWW_AUTHENTICATE if response.status == 401 else PROXY_AUTHENTICATE
+        challenges: list[Challenge] = []
+        for value in response.headers.lines(header):
+            try:
+                challenges.append(parse_challenge(value, header))
+            except ParseError:
+                continue
+        chosen = choose_challenge(challenges)
+        if chosen is None or not is_answerable(chosen):
+            return self._failed(
+                response.status, f"{response.reason} (no challenge we answer)", jitter
+            )
+        stale = (chosen.get("stale") or "").lower() == "true"
+        if self._answered is not None and not stale:  # our credentials were refused
+            return self._failed(response.status, response.reason, jitter)
+        self._answered, self._nc = (chosen, header), 0
+        return self._register(cnonce)
+
+    def _too_brief(self, response: Response, *, cnonce: str, jitter: float) -> Register | Wait:
+        least = _uint(response.headers.get("Min-Expires"))
+        if least is None or least <= self._expires_s:
+            return self._failed(423, f"{response.reason} (no usable Min-Expires)", jitter)
+        self._expires_s = least
+        # The same challenge is answered again (the next nonce-count).
+        return self._register(cnonce)
+
+    def _failed(self, status: int, reason: str, jitter: float) -> Wait:
+        failures = self.status.failures + 1
+        self.status = Status(State.FAILED, status, reason, failures)
+        self._answered = None
+        delay = min(self._most_s, self._base_s * 2 ** (failures - 1))
+        return Wait(delay * (0.5 + min(max(jitter, 0.0), 1.0) / 2))
+
+    def _register(self, cnonce: str) -> Register:
+        """The next REGISTER, with credentials when a challenge is being answered."""
+        authorization = None
+        if self._answered is not None:
+            challenge, header = self._answered
+            self._nc += 1
+            credentials = answer_challenge(
+                challenge,
+                method="REGISTER",
+                uri=self.account.registrar,
+                username=self.account.username,
+                cnonce=cnonce,
+                nc=self._nc,
+                password=self.account.password,
+            )
+            name = AUTHORIZATION if header == WWW_AUTHENTICATE else PROXY_AUTHORIZATION
+            authorization = (name, credentials.to_header_value())
+        if self.status.state is not State.REGISTERED:
+            self.status = replace(self.status, state=State.REGISTERING)
+        return Register(self._next_cseq(), self._expires_s, authorization)
+
+    def _next_cseq(self) -> int:
+        self._cseq += 1
+        return self._cseq
+
+    def _granted(self, response: Response) -> int:
+        """What the registrar granted: our Contact's expires, else Expires, else asked."""
+        try:
+            contacts = response.contacts
+        except ParseError:
+            contacts = ()
+        if isinstance(contacts, tuple):
+            for contact in contacts:
+                if _same_contact(contact.uri, self.account.contact):
+                    expires = _uint(contact.params.get("expires"))
+                    if expires is not None:
+                        return expires
+        header = _uint(response.headers.get("Expires"))
+        return header if header is not None else self._expires_s
+
+    def _refresh_after(self, granted_s: int) -> float:
+        if granted_s <= 2 * REFRESH_AHEAD_S:
+            return granted_s / 2
+        return float(granted_s - REFRESH_AHEAD_S)
+
+
+def _same_contact(uri: object, contact: str) -> bool:
+    if not isinstance(uri, SipUri):
+        return False
+    text = str(uri)
+    return text == contact or text.split(";", 1)[0] == contact.split(";", 1)[0]
+
+
+def _uint(value: str | None) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isdigit() and len(value) <= 10 else None
