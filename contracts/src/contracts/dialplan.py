@@ -32,6 +32,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from contracts.manifest import ManifestError
+
 API_VERSION = "cloudpbx.io/v1"
 KIND = "DialPlan"
 #: What a rule may prepend: what a phone can dial.
@@ -43,14 +45,13 @@ _REJECT_STATUSES = range(400, 700)
 NO_ANSWER_S = 30
 
 
-class DialPlanError(ValueError):
-    """An invalid plan, rule or field; ``where`` names it (``DialPlan out, rule 'intl',
-    match.regex``)."""
+class DialPlanError(ManifestError):
+    """An invalid manifest field: a :class:`~contracts.manifest.ManifestError`, whose
+    ``path`` (also ``where``) names the field (``DialPlan out, rule 'intl' match.regex``)."""
 
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}")
-        self.where = where
-        self.message = message
+    @property
+    def where(self) -> str:
+        return self.path
 
 
 @dataclass(frozen=True, slots=True)

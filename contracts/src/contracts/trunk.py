@@ -36,6 +36,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from contracts.manifest import ManifestError
+
 API_VERSION = "cloudpbx.io/v1"
 KIND = "Trunk"
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -55,11 +57,13 @@ CallerIdPolicy = Literal["trunk", "passthrough", "fixed"]
 Transport = Literal["udp", "tcp"]
 
 
-class TrunkError(ValueError):
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}")
-        self.where = where
-        self.message = message
+class TrunkError(ManifestError):
+    """An invalid manifest field: a :class:`~contracts.manifest.ManifestError`, whose
+    ``path`` (also ``where``) names the field (``Trunk carrier-a spec.port``)."""
+
+    @property
+    def where(self) -> str:
+        return self.path
 
 
 @dataclass(frozen=True, slots=True)
