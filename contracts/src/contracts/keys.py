@@ -99,6 +99,12 @@ def call_slots_key(tenant: str) -> str:
     return f"{_tenant_prefix(tenant)}call-slots"
 
 
+def trunk_lease_key(tenant: str, trunk: str) -> str:
+    """String: the edge process that holds the trunk's registration (its lease, with a
+    TTL it renews; sipedge.leases)."""
+    return f"{_tenant_prefix(tenant)}trunk-lease:{escape(trunk)}"
+
+
 def trial_seconds_key(tenant: str, day: str) -> str:
     """Integer: seconds of calls a trial tenant had on ``day`` (``2026-11-26``, UTC)."""
     return f"{_tenant_prefix(tenant)}trial-seconds:{day}"
