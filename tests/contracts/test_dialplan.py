@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from contracts.dialplan import (
-    DialPlanError,
     Reject,
     Routed,
     ToExtension,
@@ -17,6 +16,7 @@ from contracts.dialplan import (
     compile_dial_plans,
     compile_pattern,
 )
+from contracts.manifest import ManifestError
 
 TRUNKS = ("carrier-a", "carrier-b")
 
@@ -229,9 +229,9 @@ def broken(**changes: Any) -> dict[str, Any]:
 def test_an_invalid_plan_is_refused_naming_the_rule_and_field(
     manifest: dict[str, Any], where: str, message: str
 ) -> None:
-    with pytest.raises(DialPlanError) as refused:
+    with pytest.raises(ManifestError) as refused:
         compile_dial_plans([manifest], tenant="acme", trunks=TRUNKS)
-    assert refused.value.where == where
+    assert refused.value.path == where
     assert message in refused.value.message
 
 
@@ -240,27 +240,27 @@ def test_plans_that_route_into_each_other_in_a_loop_are_refused() -> None:
     two = plan("two", rule("to-three", {"prefix": "1"}, {"dialPlan": "three"}))
     three = plan("three", rule("back", {"pattern": "X."}, {"dialPlan": "one"}))
     with pytest.raises(
-        DialPlanError, match="routes in a loop: one -> two -> three -> one"
+        ManifestError, match="routes in a loop: one -> two -> three -> one"
     ) as refused:
         compile_dial_plans([one, two, three], tenant="acme", trunks=TRUNKS)
-    assert refused.value.where == "DialPlan three, rule 'back' route.dialPlan"
+    assert refused.value.path == "DialPlan three, rule 'back' route.dialPlan"
     itself = plan("self", rule("again", {"prefix": "1"}, {"dialPlan": "self"}))
-    with pytest.raises(DialPlanError, match="self -> self"):
+    with pytest.raises(ManifestError, match="self -> self"):
         compile_dial_plans([itself], tenant="acme", trunks=TRUNKS)
 
 
 def test_a_plan_of_another_tenant_or_twice_the_same_name_is_refused() -> None:
     other = plan("out", rule("r", {"prefix": "1"}, {"extension": True}))
     other["spec"]["tenant"] = "globex"
-    with pytest.raises(DialPlanError, match="must be 'acme', not 'globex'"):
+    with pytest.raises(ManifestError, match="must be 'acme', not 'globex'"):
         compile_dial_plans([other], tenant="acme", trunks=TRUNKS)
     same = plan("out", rule("r", {"prefix": "1"}, {"extension": True}))
-    with pytest.raises(DialPlanError, match="defined twice"):
+    with pytest.raises(ManifestError, match="defined twice"):
         compile_dial_plans([same, same], tenant="acme", trunks=TRUNKS)
     twice = plan(
         "out",
         rule("r", {"prefix": "1"}, {"extension": True}),
         rule("r", {"prefix": "2"}, {"extension": True}),
     )
-    with pytest.raises(DialPlanError, match="two rules have this name"):
+    with pytest.raises(ManifestError, match="two rules have this name"):
         compile_dial_plans([twice], tenant="acme", trunks=TRUNKS)

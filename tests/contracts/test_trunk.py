@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from contracts.manifest import ManifestError
 from contracts.trunk import (
     PasswordFile,
     SecretRef,
     Trunk,
-    TrunkError,
     compile_trunk,
     compile_trunks,
 )
@@ -133,19 +133,19 @@ def test_every_field() -> None:
 def test_an_invalid_trunk_is_refused_naming_the_field(
     spec: dict[str, Any], where: str, message: str
 ) -> None:
-    with pytest.raises(TrunkError) as refused:
+    with pytest.raises(ManifestError) as refused:
         compile_trunk(manifest(**spec), tenant="acme")
-    assert (refused.value.where, message in refused.value.message) == (where, True)
+    assert (refused.value.path, message in refused.value.message) == (where, True)
     assert "hunter2" not in str(refused.value)
 
 
 def test_a_bad_name_or_kind_is_refused() -> None:
     wrong = manifest("Carrier A")
-    with pytest.raises(TrunkError, match="DNS label"):
+    with pytest.raises(ManifestError, match="DNS label"):
         compile_trunk(wrong, tenant="acme")
     other = copy.deepcopy(manifest())
     other["kind"] = "Tenant"
-    with pytest.raises(TrunkError, match="apiVersion/kind"):
+    with pytest.raises(ManifestError, match="apiVersion/kind"):
         compile_trunk(other, tenant="acme")
 
 
@@ -153,8 +153,8 @@ def test_trunks_by_name_and_each_did_on_one_trunk_only() -> None:
     b = manifest("carrier-b", dids=["+4930555200"])
     a = manifest("carrier-a", dids=["+4930555100"])
     assert [t.name for t in compile_trunks([b, a], tenant="acme")] == ["carrier-a", "carrier-b"]
-    with pytest.raises(TrunkError, match="defined twice"):
+    with pytest.raises(ManifestError, match="defined twice"):
         compile_trunks([a, a], tenant="acme")
     clash = manifest("carrier-c", dids=["+4930555100"])
-    with pytest.raises(TrunkError, match=r"\+4930555100 is already routed by trunk carrier-a"):
+    with pytest.raises(ManifestError, match=r"\+4930555100 is already routed by trunk carrier-a"):
         compile_trunks([a, clash], tenant="acme")

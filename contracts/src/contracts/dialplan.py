@@ -20,7 +20,7 @@ another of the tenant's plans). The tenant's plans are tried in ``priority`` ord
 number up among the tenant's extensions, then answers 404.
 
 Every problem is found when the plans are compiled and raised as a
-:class:`DialPlanError` naming the plan, the rule and the field: a bad regex or pattern, a
+:class:`ManifestError` naming the plan, the rule and the field: a bad regex or pattern, a
 route to a trunk or plan that does not exist, plans that route into each other in a
 loop. Pure: no I/O.
 """
@@ -33,25 +33,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from contracts.manifest import ManifestError
+from contracts.resources import DNS_LABEL, count, mapping, named_spec
 
-API_VERSION = "cloudpbx.io/v1"
 KIND = "DialPlan"
 #: What a rule may prepend: what a phone can dial.
 _DIALLABLE = re.compile(r"[0-9*#+]*")
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 #: Statuses a reject rule may answer with: final, not success, not redirection.
 _REJECT_STATUSES = range(400, 700)
 #: How long a trunk may ring before the next is tried, unless the rule says.
 NO_ANSWER_S = 30
-
-
-class DialPlanError(ManifestError):
-    """An invalid manifest field: a :class:`~contracts.manifest.ManifestError`, whose
-    ``path`` (also ``where``) names the field (``DialPlan out, rule 'intl' match.regex``)."""
-
-    @property
-    def where(self) -> str:
-        return self.path
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +163,7 @@ def compile_dial_plans(
     for manifest in manifests:
         plan = _plan(manifest, tenant, trunks)
         if plan.name in plans:
-            raise DialPlanError(f"DialPlan {plan.name}", "defined twice")
+            raise ManifestError(f"DialPlan {plan.name}", "defined twice")
         plans[plan.name] = plan
     _check_jumps(plans)
     ordered = sorted(plans.values(), key=lambda plan: (plan.priority, plan.name))
@@ -184,7 +174,7 @@ def compile_pattern(pattern: str, where: str = "pattern") -> re.Pattern[str]:
     """An Asterisk/miniSipServer pattern (module docstring) as a regex for fullmatch."""
     text = pattern.removeprefix("_")
     if not text:
-        raise DialPlanError(where, "an empty pattern matches nothing")
+        raise ManifestError(where, "an empty pattern matches nothing")
     out: list[str] = []
     at = 0
     while at < len(text):
@@ -194,18 +184,18 @@ def compile_pattern(pattern: str, where: str = "pattern") -> re.Pattern[str]:
             out.append({"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]"}[char])
         elif char in ".!":
             if not last:
-                raise DialPlanError(where, f"{char!r} may only end a pattern: {pattern!r}")
+                raise ManifestError(where, f"{char!r} may only end a pattern: {pattern!r}")
             out.append(".+" if char == "." else ".*")
         elif char == "[":
             close = text.find("]", at)
             if close == -1:
-                raise DialPlanError(where, f"'[' without ']' in {pattern!r}")
+                raise ManifestError(where, f"'[' without ']' in {pattern!r}")
             out.append(_char_class(text[at + 1 : close], pattern, where))
             at = close
         elif char in "0123456789*#+":
             out.append(re.escape(char))
         else:
-            raise DialPlanError(
+            raise ManifestError(
                 where, f"{char!r} is not a digit, *, #, +, X, Z, N, [...], . or ! in {pattern!r}"
             )
         at += 1
@@ -214,42 +204,29 @@ def compile_pattern(pattern: str, where: str = "pattern") -> re.Pattern[str]:
 
 def _char_class(inside: str, pattern: str, where: str) -> str:
     if not inside:
-        raise DialPlanError(where, f"an empty [] in {pattern!r}")
+        raise ManifestError(where, f"an empty [] in {pattern!r}")
     if not re.fullmatch(r"(?:[0-9*#+](?:-[0-9])?)+", inside):
-        raise DialPlanError(where, f"[{inside}] must list digits or ranges like 1-5: {pattern!r}")
+        raise ManifestError(where, f"[{inside}] must list digits or ranges like 1-5: {pattern!r}")
     for low, high in re.findall(r"([0-9])-([0-9])", inside):
         if low > high:
-            raise DialPlanError(where, f"the range {low}-{high} is backwards in {pattern!r}")
+            raise ManifestError(where, f"the range {low}-{high} is backwards in {pattern!r}")
     return "[" + re.sub(r"([*#+])", r"\\\1", inside) + "]"
 
 
 def _plan(manifest: Mapping[str, Any], tenant: str, trunks: Collection[str]) -> DialPlan:
-    if manifest.get("apiVersion") != API_VERSION or manifest.get("kind") != KIND:
-        raise DialPlanError(
-            "DialPlan", f"apiVersion/kind must be {API_VERSION}/{KIND}, not "
-            f"{manifest.get('apiVersion')!r}/{manifest.get('kind')!r}",
-        )  # fmt: skip
-    metadata = _mapping(manifest.get("metadata"), "DialPlan metadata")
-    name = metadata.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise DialPlanError("DialPlan metadata.name", f"must be a DNS label, not {name!r}")
+    name, spec = named_spec(manifest, KIND, tenant)
     where = f"DialPlan {name}"
-    spec = _mapping(manifest.get("spec"), f"{where} spec")
-    if spec.get("tenant") != tenant:
-        raise DialPlanError(
-            f"{where} spec.tenant", f"must be {tenant!r}, not {spec.get('tenant')!r}"
-        )
     priority = spec.get("priority", 100)
     if type(priority) is not int:
-        raise DialPlanError(f"{where} spec.priority", f"must be a whole number, not {priority!r}")
+        raise ManifestError(f"{where} spec.priority", f"must be a whole number, not {priority!r}")
     raw_rules = spec.get("rules")
     if not isinstance(raw_rules, list) or not raw_rules:
-        raise DialPlanError(f"{where} spec.rules", "must be a non-empty list of rules")
+        raise ManifestError(f"{where} spec.rules", "must be a non-empty list of rules")
     rules: list[Rule] = []
     for index, raw in enumerate(raw_rules):
         rule = _rule(raw, f"{where}, rule {index + 1}", trunks)
         if any(known.name == rule.name for known in rules):
-            raise DialPlanError(f"{where}, rule {rule.name!r}", "two rules have this name")
+            raise ManifestError(f"{where}, rule {rule.name!r}", "two rules have this name")
         rules.append(rule)
     return DialPlan(name, priority, tuple(rules))
 
@@ -258,100 +235,100 @@ _RULE_KEYS = {"name", "match", "minLength", "maxLength", "strip", "prepend", "ro
 
 
 def _rule(raw: object, where: str, trunks: Collection[str]) -> Rule:
-    rule = _mapping(raw, where)
+    rule = mapping(raw, where)
     name = rule.get("name")
     if not isinstance(name, str) or not name:
-        raise DialPlanError(f"{where} name", f"must be a non-empty string, not {name!r}")
+        raise ManifestError(f"{where} name", f"must be a non-empty string, not {name!r}")
     where = f"{where.rsplit(', rule', 1)[0]}, rule {name!r}"
     unknown = sorted(set(rule) - _RULE_KEYS)
     if unknown:
-        raise DialPlanError(where, f"unknown fields {unknown} (known: {sorted(_RULE_KEYS)})")
+        raise ManifestError(where, f"unknown fields {unknown} (known: {sorted(_RULE_KEYS)})")
     kind, text, compiled = _match(rule.get("match"), f"{where} match")
-    min_length = _count(rule.get("minLength", 0), f"{where} minLength")
+    min_length = count(rule.get("minLength", 0), f"{where} minLength")
     max_length = rule.get("maxLength")
     if max_length is not None:
-        max_length = _count(max_length, f"{where} maxLength")
+        max_length = count(max_length, f"{where} maxLength")
         if max_length < min_length:
-            raise DialPlanError(
+            raise ManifestError(
                 f"{where} maxLength", f"{max_length} is below minLength {min_length}"
             )
-    strip = _count(rule.get("strip", 0), f"{where} strip")
+    strip = count(rule.get("strip", 0), f"{where} strip")
     prepend = rule.get("prepend", "")
     if not isinstance(prepend, str) or not _DIALLABLE.fullmatch(prepend):
-        raise DialPlanError(f"{where} prepend", f"must be digits, *, # or +, not {prepend!r}")
+        raise ManifestError(f"{where} prepend", f"must be digits, *, # or +, not {prepend!r}")
     route = _route(rule.get("route"), f"{where} route", trunks)
     return Rule(name, kind, text, route, min_length, max_length, strip, prepend, compiled)
 
 
 def _match(raw: object, where: str) -> tuple[MatchKind, str, re.Pattern[str] | None]:
-    match = _mapping(raw, where)
+    match = mapping(raw, where)
     given = [key for key in ("prefix", "pattern", "regex") if key in match]
     if len(given) != 1 or len(match) != 1:
-        raise DialPlanError(
+        raise ManifestError(
             where, f"must have exactly one of prefix, pattern or regex: {dict(match)}"
         )
     kind: MatchKind = given[0]  # type: ignore[assignment]
     text = match[kind]
     if not isinstance(text, str):
-        raise DialPlanError(f"{where}.{kind}", f"must be a string, not {text!r}")
+        raise ManifestError(f"{where}.{kind}", f"must be a string, not {text!r}")
     if kind == "prefix":
         if not _DIALLABLE.fullmatch(text):
-            raise DialPlanError(f"{where}.prefix", f"must be digits, *, # or +, not {text!r}")
+            raise ManifestError(f"{where}.prefix", f"must be digits, *, # or +, not {text!r}")
         return kind, text, None
     if kind == "pattern":
         return kind, text, compile_pattern(text, f"{where}.pattern")
     try:
         return kind, text, re.compile(text)
     except re.error as error:
-        raise DialPlanError(
+        raise ManifestError(
             f"{where}.regex", f"{text!r} is not a regular expression: {error}"
         ) from None
 
 
 def _route(raw: object, where: str, trunks: Collection[str]) -> Route:
-    route = _mapping(raw, where)
+    route = mapping(raw, where)
     kinds = [
         key for key in ("extension", "trunks", "voicemail", "reject", "dialPlan") if key in route
     ]
     if len(kinds) != 1:
-        raise DialPlanError(
+        raise ManifestError(
             where, "must be exactly one of extension, trunks, voicemail, reject or dialPlan"
         )
     kind = kinds[0]
     value = route[kind]
     if kind in ("extension", "voicemail"):
         if value is not True or len(route) != 1:
-            raise DialPlanError(f"{where}.{kind}", f"must be true (alone), not {value!r}")
+            raise ManifestError(f"{where}.{kind}", f"must be true (alone), not {value!r}")
         return ToExtension() if kind == "extension" else ToVoicemail()
     if kind == "trunks":
         if not isinstance(value, list) or not value or not all(isinstance(t, str) for t in value):
-            raise DialPlanError(f"{where}.trunks", f"must be a list of trunk names, not {value!r}")
+            raise ManifestError(f"{where}.trunks", f"must be a list of trunk names, not {value!r}")
         missing = [name for name in value if name not in trunks]
         if missing:
-            raise DialPlanError(
+            raise ManifestError(
                 f"{where}.trunks", f"no such trunk {missing[0]!r} (the tenant's: {sorted(trunks)})"
             )
         if len(set(value)) != len(value):
-            raise DialPlanError(f"{where}.trunks", f"a trunk is listed twice: {value}")
+            raise ManifestError(f"{where}.trunks", f"a trunk is listed twice: {value}")
         extra = set(route) - {"trunks", "noAnswerSeconds"}
         if extra:
-            raise DialPlanError(where, f"unknown fields {sorted(extra)}")
+            raise ManifestError(where, f"unknown fields {sorted(extra)}")
         no_answer_s = route.get("noAnswerSeconds", NO_ANSWER_S)
         if type(no_answer_s) is not int or not 1 <= no_answer_s <= 600:
-            raise DialPlanError(f"{where}.noAnswerSeconds", f"must be 1..600, not {no_answer_s!r}")
+            raise ManifestError(f"{where}.noAnswerSeconds", f"must be 1..600, not {no_answer_s!r}")
         return ToTrunks(tuple(value), no_answer_s)
     if kind == "reject":
-        reject = _mapping(value, f"{where}.reject", {"status", "reason"})
+        reject = mapping(value, f"{where}.reject", {"status", "reason"})
         status, reason = reject.get("status"), reject.get("reason")
         if type(status) is not int or status not in _REJECT_STATUSES:
-            raise DialPlanError(f"{where}.reject.status", f"must be 400..699, not {status!r}")
+            raise ManifestError(f"{where}.reject.status", f"must be 400..699, not {status!r}")
         if not isinstance(reason, str) or not reason or not reason.isprintable():
-            raise DialPlanError(
+            raise ManifestError(
                 f"{where}.reject.reason", f"must be a reason phrase, not {reason!r}"
             )
         return Reject(status, reason)
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise DialPlanError(f"{where}.dialPlan", f"must name a DialPlan, not {value!r}")
+    if not isinstance(value, str) or not DNS_LABEL.fullmatch(value):
+        raise ManifestError(f"{where}.dialPlan", f"must name a DialPlan, not {value!r}")
     return ToDialPlan(value)
 
 
@@ -363,7 +340,7 @@ def _check_jumps(plans: Mapping[str, DialPlan]) -> None:
             if isinstance(rule.route, ToDialPlan):
                 target = rule.route.plan
                 if target not in plans:
-                    raise DialPlanError(
+                    raise ManifestError(
                         f"DialPlan {plan.name}, rule {rule.name!r} route.dialPlan",
                         f"no such DialPlan {target!r} (the tenant's: {sorted(plans)})",
                     )
@@ -372,7 +349,7 @@ def _check_jumps(plans: Mapping[str, DialPlan]) -> None:
         path = _loop_from(start, jumps, [start])
         if path is not None:
             closing = next(name for name, target in jumps[path[-2]] if target == path[-1])
-            raise DialPlanError(
+            raise ManifestError(
                 f"DialPlan {path[-2]}, rule {closing!r} route.dialPlan",
                 "routes in a loop: " + " -> ".join(path),
             )
@@ -388,19 +365,3 @@ def _loop_from(
         if found is not None:
             return found
     return None
-
-
-def _mapping(value: object, where: str, keys: Collection[str] | None = None) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise DialPlanError(where, f"must be a mapping, not {type(value).__name__}")
-    if keys is not None:
-        unknown = sorted(set(value) - set(keys))
-        if unknown:
-            raise DialPlanError(where, f"unknown fields {unknown} (known: {sorted(keys)})")
-    return value
-
-
-def _count(value: object, where: str) -> int:
-    if type(value) is not int or value < 0:
-        raise DialPlanError(where, f"must be a whole number >= 0, not {value!r}")
-    return value

@@ -26,21 +26,20 @@ compiled into a :class:`Trunk` value. Pure: no I/O.
 
 The password stays a reference here (:class:`SecretRef` or :class:`PasswordFile`): who
 loads trunks resolves it, and it never appears in an error message. Problems raise
-:class:`TrunkError` naming the trunk and the field.
+:class:`ManifestError` naming the trunk and the field.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from contracts.manifest import ManifestError
+from contracts.resources import DNS_LABEL, count, mapping, named_spec, sequence
 
-API_VERSION = "cloudpbx.io/v1"
 KIND = "Trunk"
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _HOST = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*|\d{1,3}(\.\d{1,3}){3}"
 )
@@ -55,15 +54,6 @@ _EXPIRES = range(60, 86_401)
 
 CallerIdPolicy = Literal["trunk", "passthrough", "fixed"]
 Transport = Literal["udp", "tcp"]
-
-
-class TrunkError(ManifestError):
-    """An invalid manifest field: a :class:`~contracts.manifest.ManifestError`, whose
-    ``path`` (also ``where``) names the field (``Trunk carrier-a spec.port``)."""
-
-    @property
-    def where(self) -> str:
-        return self.path
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +109,10 @@ def compile_trunks(manifests: Iterable[Mapping[str, Any]], *, tenant: str) -> tu
     for manifest in manifests:
         trunk = compile_trunk(manifest, tenant=tenant)
         if trunk.name in trunks:
-            raise TrunkError(f"Trunk {trunk.name}", "defined twice")
+            raise ManifestError(f"Trunk {trunk.name}", "defined twice")
         for did in trunk.dids:
             if did in owners:
-                raise TrunkError(
+                raise ManifestError(
                     f"Trunk {trunk.name} spec.dids",
                     f"{did} is already routed by trunk {owners[did]}",
                 )
@@ -132,39 +122,29 @@ def compile_trunks(manifests: Iterable[Mapping[str, Any]], *, tenant: str) -> tu
 
 
 def compile_trunk(manifest: Mapping[str, Any], *, tenant: str) -> Trunk:
-    if manifest.get("apiVersion") != API_VERSION or manifest.get("kind") != KIND:
-        raise TrunkError(
-            "Trunk", f"apiVersion/kind must be {API_VERSION}/{KIND}, not "
-            f"{manifest.get('apiVersion')!r}/{manifest.get('kind')!r}",
-        )  # fmt: skip
-    metadata = _mapping(manifest.get("metadata"), "Trunk metadata")
-    name = metadata.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise TrunkError("Trunk metadata.name", f"must be a DNS label, not {name!r}")
+    name, spec = named_spec(manifest, KIND, tenant)
     where = f"Trunk {name} spec"
-    spec = _mapping(manifest.get("spec"), where, _SPEC_KEYS)
-    if spec.get("tenant") != tenant:
-        raise TrunkError(f"{where}.tenant", f"must be {tenant!r}, not {spec.get('tenant')!r}")
+    mapping(spec, where, _SPEC_KEYS)
     host = _string(spec, "host", where)
     if not _HOST.fullmatch(host):
-        raise TrunkError(f"{where}.host", f"must be a host name or IPv4 address, not {host!r}")
+        raise ManifestError(f"{where}.host", f"must be a host name or IPv4 address, not {host!r}")
     port = spec.get("port", 5060)
     if type(port) is not int or not 1 <= port <= 65_535:
-        raise TrunkError(f"{where}.port", f"must be 1..65535, not {port!r}")
+        raise ManifestError(f"{where}.port", f"must be 1..65535, not {port!r}")
     transport = spec.get("transport", "udp")
     if transport not in ("udp", "tcp"):
-        raise TrunkError(f"{where}.transport", f"must be udp or tcp, not {transport!r}")
+        raise ManifestError(f"{where}.transport", f"must be udp or tcp, not {transport!r}")
     proxy = spec.get("outboundProxy", "")
     if proxy and (not isinstance(proxy, str) or not _SIP_URI.fullmatch(proxy)):
-        raise TrunkError(f"{where}.outboundProxy", f"must be a sip: URI, not {proxy!r}")
+        raise ManifestError(f"{where}.outboundProxy", f"must be a sip: URI, not {proxy!r}")
     username = _user(spec, "username", where)
     auth_username = _user(spec, "authUsername", where) if "authUsername" in spec else username
     register, expires_s = _register(spec.get("register", {}), f"{where}.register")
-    sender = _mapping(spec.get("from", {}), f"{where}.from", {"user", "domain"})
+    sender = mapping(spec.get("from", {}), f"{where}.from", {"user", "domain"})
     from_user = _user(sender, "user", f"{where}.from") if "user" in sender else username
     from_domain = sender.get("domain", host)
     if not isinstance(from_domain, str) or not _HOST.fullmatch(from_domain):
-        raise TrunkError(f"{where}.from.domain", f"must be a host name, not {from_domain!r}")
+        raise ManifestError(f"{where}.from.domain", f"must be a host name, not {from_domain!r}")
     policy, number = _caller_id(spec.get("callerId", {}), f"{where}.callerId")
     return Trunk(
         name=name,
@@ -183,7 +163,7 @@ def compile_trunk(manifest: Mapping[str, Any], *, tenant: str) -> Trunk:
         caller_id_number=number,
         outbound_proxy=proxy,
         dids=_dids(spec.get("dids", []), f"{where}.dids"),
-        max_channels=_count(spec.get("maxChannels", 0), f"{where}.maxChannels"),
+        max_channels=count(spec.get("maxChannels", 0), f"{where}.maxChannels"),
         codecs=_codecs(spec.get("codecs", []), f"{where}.codecs"),
     )
 
@@ -197,97 +177,83 @@ _SPEC_KEYS = {
 def _password(value: object, where: str) -> SecretRef | PasswordFile:
     """Never quotes the value: a password written inline would land in logs."""
     if not isinstance(value, Mapping) or len(value) != 1 or not {"secretRef", "file"} & set(value):
-        raise TrunkError(where, "must be {secretRef: {name, key}} or {file: NAME} (never inline)")
+        raise ManifestError(
+            where, "must be {secretRef: {name, key}} or {file: NAME} (never inline)"
+        )
     if "file" in value:
         name = value["file"]
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}", name):
-            raise TrunkError(f"{where}.file", "must be a file name beside the manifest (no path)")
+            raise ManifestError(
+                f"{where}.file", "must be a file name beside the manifest (no path)"
+            )
         return PasswordFile(name)
-    ref = _mapping(value["secretRef"], f"{where}.secretRef", {"name", "key"})
+    ref = mapping(value["secretRef"], f"{where}.secretRef", {"name", "key"})
     secret, key = ref.get("name"), ref.get("key")
-    if not isinstance(secret, str) or not _NAME.fullmatch(secret):
-        raise TrunkError(f"{where}.secretRef.name", f"must name a Secret, not {secret!r}")
+    if not isinstance(secret, str) or not DNS_LABEL.fullmatch(secret):
+        raise ManifestError(f"{where}.secretRef.name", f"must name a Secret, not {secret!r}")
     if not isinstance(key, str) or not re.fullmatch(r"[-._A-Za-z0-9]{1,253}", key):
-        raise TrunkError(f"{where}.secretRef.key", f"must be a Secret key, not {key!r}")
+        raise ManifestError(f"{where}.secretRef.key", f"must be a Secret key, not {key!r}")
     return SecretRef(secret, key)
 
 
 def _register(value: object, where: str) -> tuple[bool, int]:
-    register = _mapping(value, where, {"enabled", "expires"})
+    register = mapping(value, where, {"enabled", "expires"})
     enabled = register.get("enabled", True)
     if type(enabled) is not bool:
-        raise TrunkError(f"{where}.enabled", f"must be true or false, not {enabled!r}")
+        raise ManifestError(f"{where}.enabled", f"must be true or false, not {enabled!r}")
     expires = register.get("expires", 3600)
     if type(expires) is not int or expires not in _EXPIRES:
-        raise TrunkError(f"{where}.expires", f"must be 60..86400 seconds, not {expires!r}")
+        raise ManifestError(f"{where}.expires", f"must be 60..86400 seconds, not {expires!r}")
     return enabled, expires
 
 
 def _caller_id(value: object, where: str) -> tuple[CallerIdPolicy, str]:
-    caller_id = _mapping(value, where, {"policy", "number"})
+    caller_id = mapping(value, where, {"policy", "number"})
     policy = caller_id.get("policy", "trunk")
     if policy not in ("trunk", "passthrough", "fixed"):
-        raise TrunkError(f"{where}.policy", f"must be trunk, passthrough or fixed, not {policy!r}")
+        raise ManifestError(
+            f"{where}.policy", f"must be trunk, passthrough or fixed, not {policy!r}"
+        )
     number = caller_id.get("number", "")
     if policy == "fixed":
         if not isinstance(number, str) or not _E164ISH.fullmatch(number):
-            raise TrunkError(f"{where}.number", f"a fixed caller ID needs a number, not {number!r}")
+            raise ManifestError(
+                f"{where}.number", f"a fixed caller ID needs a number, not {number!r}"
+            )
     elif number:
-        raise TrunkError(f"{where}.number", "only a fixed caller ID takes a number")
+        raise ManifestError(f"{where}.number", "only a fixed caller ID takes a number")
     return policy, number
 
 
 def _dids(value: object, where: str) -> tuple[str, ...]:
-    dids = _sequence(value, where)
+    dids = sequence(value, where)
     for did in dids:
         if not isinstance(did, str) or not _E164ISH.fullmatch(did):
-            raise TrunkError(where, f"a DID is a number like +4930555100, not {did!r}")
+            raise ManifestError(where, f"a DID is a number like +4930555100, not {did!r}")
     if len(set(dids)) != len(dids):
-        raise TrunkError(where, "a DID is listed twice")
+        raise ManifestError(where, "a DID is listed twice")
     return tuple(dids)
 
 
 def _codecs(value: object, where: str) -> tuple[str, ...]:
-    codecs = tuple(str(codec).upper() for codec in _sequence(value, where))
+    codecs = tuple(str(codec).upper() for codec in sequence(value, where))
     unknown = [codec for codec in codecs if codec not in _CODECS]
     if unknown:
-        raise TrunkError(where, f"unknown codec {unknown[0]!r} (known: {sorted(_CODECS)})")
+        raise ManifestError(where, f"unknown codec {unknown[0]!r} (known: {sorted(_CODECS)})")
     if len(set(codecs)) != len(codecs):
-        raise TrunkError(where, "a codec is listed twice")
+        raise ManifestError(where, "a codec is listed twice")
     return codecs
 
 
 def _user(spec: Mapping[str, Any], key: str, where: str) -> str:
     value = _string(spec, key, where)
     if not _USER.fullmatch(value):
-        raise TrunkError(f"{where}.{key}", f"must be a SIP user name, not {value!r}")
+        raise ManifestError(f"{where}.{key}", f"must be a SIP user name, not {value!r}")
     return value
 
 
 def _string(spec: Mapping[str, Any], key: str, where: str) -> str:
     value = spec.get(key)
     if not isinstance(value, str) or not value:
-        raise TrunkError(f"{where}.{key}", f"is required (a string), not {value!r}")
-    return value
-
-
-def _mapping(value: object, where: str, keys: Iterable[str] | None = None) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise TrunkError(where, f"must be a mapping, not {type(value).__name__}")
-    if keys is not None:
-        unknown = sorted(set(value) - set(keys))
-        if unknown:
-            raise TrunkError(where, f"unknown fields {unknown}")
-    return value
-
-
-def _sequence(value: object, where: str) -> Sequence[Any]:
-    if not isinstance(value, list):
-        raise TrunkError(where, f"must be a list, not {type(value).__name__}")
-    return value
-
-
-def _count(value: object, where: str) -> int:
-    if type(value) is not int or value < 0:
-        raise TrunkError(where, f"must be a whole number >= 0, not {value!r}")
+        raise ManifestError(f"{where}.{key}", f"is required (a string), not {value!r}")
     return value
