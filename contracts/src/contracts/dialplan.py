@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from contracts.manifest import ManifestError
@@ -129,10 +129,14 @@ class DialPlans:
     """A tenant's compiled plans, in the order they are tried."""
 
     plans: tuple[DialPlan, ...] = ()
+    #: The plans by name, for ``dialPlan`` routes: built once, not per call.
+    by_name: Mapping[str, DialPlan] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {plan.name: plan for plan in self.plans})
 
     def route(self, number: str) -> Routed | None:
         """Where ``number`` goes; None when no rule matches (extension lookup, then 404)."""
-        by_name = {plan.name: plan for plan in self.plans}
         candidates: Sequence[DialPlan] = self.plans
         for _ in range(len(self.plans) + 1):  # compiled plans have no loops: ends sooner
             found = _first_match(candidates, number)
@@ -142,7 +146,7 @@ class DialPlans:
             number = rule.rewrite(number)
             if not isinstance(rule.route, ToDialPlan):
                 return Routed(plan.name, rule.name, number, rule.route)
-            candidates = (by_name[rule.route.plan],)
+            candidates = (self.by_name[rule.route.plan],)
         raise AssertionError("a loop in compiled dial plans")  # compile_dial_plans refuses
 
 
