@@ -132,6 +132,19 @@ def target_of(response: Response) -> str:
     return str(contacts[0].uri)
 
 
+@contextmanager
+def phones(domain: str, port: int) -> Iterator[tuple[ScriptedPhone, ScriptedPhone]]:
+    """2001 to call and 2002, registered through ``port``, to be called; closed after."""
+    caller = ScriptedPhone("2001", domain, PASSWORDS["2001"])
+    callee = ScriptedPhone("2002", domain, PASSWORDS["2002"])
+    try:
+        callee.register(port)
+        yield caller, callee
+    finally:
+        caller.close()
+        callee.close()
+
+
 def answered_call(edge: EdgeProc, caller: ScriptedPhone, callee: ScriptedPhone) -> float:
     """``caller`` calls 2002, ``callee`` answers; when the caller had the 200."""
     invite = caller.invite(edge.port, "2002")
@@ -148,19 +161,13 @@ def test_no_money_is_402_before_any_b_leg_and_still_a_cdr(
     edge_factory: EdgeFactory, tmp_path: Path
 ) -> None:
     with prepaid_edge(edge_factory, tmp_path) as (edge, url):
-        caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
-        callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
-        try:
-            callee.register(edge.port)
+        with phones(edge.domain, edge.port) as (caller, callee):
             caller.invite(edge.port, "2002")
             refused = caller.final()
             assert (refused.status, refused.reason) == (402, "Insufficient Balance")
             callee.sock.settimeout(0.5)
             with pytest.raises(TimeoutError):
                 callee.receive_request("INVITE")
-        finally:
-            caller.close()
-            callee.close()
         (cdr,), balance = cdrs_and_balance(url, edge.tenant, 1)
         assert (cdr.leg, cdr.disposition, cdr.amount_micros) == ("A", Disposition.REFUSED, 0)
         assert balance == 0
@@ -173,17 +180,11 @@ def test_money_for_3_s_cuts_the_call_at_3_s_and_charges_exactly_that(
 ) -> None:
     with prepaid_edge(edge_factory, tmp_path) as (edge, url):
         top_up(url, edge.tenant, FEE_MICROS + 3 * PER_SECOND_MICROS)
-        caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
-        callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
-        try:
-            callee.register(edge.port)
+        with phones(edge.domain, edge.port) as (caller, callee):
             answered_at = answered_call(edge, caller, callee)
             for phone in (caller, callee):
                 phone.answer(phone.receive_request("BYE"), 200, "OK", edge.port)
                 assert 2 <= time.monotonic() - answered_at <= 4
-        finally:
-            caller.close()
-            callee.close()
         cdrs, balance = cdrs_and_balance(url, edge.tenant, 2)
     (cdr,), (_callee,) = by_leg(cdrs)
     assert cdr.disposition == Disposition.CUT_OFF
@@ -234,10 +235,7 @@ def test_a_retry_with_the_same_call_id_is_a_new_attempt_with_legs_of_its_own(
 ) -> None:
     with prepaid_edge(edge_factory, tmp_path) as (edge, url):
         top_up(url, edge.tenant, FEE_MICROS + 3 * PER_SECOND_MICROS)
-        caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
-        callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
-        try:
-            callee.register(edge.port)
+        with phones(edge.domain, edge.port) as (caller, callee):
             first = caller.invite(edge.port, "2002")  # CSeq 1 challenged, 2 with credentials
             callee.answer(callee.receive_request("INVITE"), 488, "Not Acceptable Here", edge.port)
             refused = caller.final()
@@ -252,9 +250,6 @@ def test_a_retry_with_the_same_call_id_is_a_new_attempt_with_legs_of_its_own(
             caller.send(caller.request("ACK", target_of(answer), to, again.call_id, 4), edge.port)
             for phone in (caller, callee):  # cut off when the money for 3 s is spent
                 phone.answer(phone.receive_request("BYE"), 200, "OK", edge.port)
-        finally:
-            caller.close()
-            callee.close()
         cdrs, balance = cdrs_and_balance(url, edge.tenant, 4)
     legs = {cdr.leg: cdr for cdr in cdrs}
     assert sorted(legs) == ["A", "A.4", "B", "B.4"]
@@ -285,10 +280,7 @@ def test_an_edge_killed_mid_call_leaves_exactly_one_cdr_written_by_another(
     survivor = edge_factory(redis=True, extra_args=args, **shared)
     money = FEE_MICROS + 600 * PER_SECOND_MICROS
     top_up(url, name, money)
-    caller = ScriptedPhone("2001", domain, PASSWORDS["2001"])
-    callee = ScriptedPhone("2002", domain, PASSWORDS["2002"])
-    try:
-        callee.register(doomed.port)
+    with phones(domain, doomed.port) as (caller, callee):
         answered_call(doomed, caller, callee)
         time.sleep(3)  # a few slices extended
         doomed.process.kill()
@@ -300,9 +292,6 @@ def test_an_edge_killed_mid_call_leaves_exactly_one_cdr_written_by_another(
         for phone in (caller, callee):
             phone.sock.settimeout(15)
             phone.answer(phone.receive_request("BYE"), 200, "OK", survivor.port)
-    finally:
-        caller.close()
-        callee.close()
     assert survivor.alive()
     assert cdr.disposition == Disposition.RECOVERED
     assert cdr.answered_ms is not None
@@ -328,10 +317,7 @@ def test_a_postpaid_call_outlives_its_slices_uncut_and_is_priced_in_full(
     extension only records that it still runs), and its CDR carries the whole price,
     which no money on the account paid: the tenant is invoiced from its CDRs."""
     with prepaid_edge(edge_factory, tmp_path, POSTPAID) as (edge, url):
-        caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
-        callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
-        try:
-            callee.register(edge.port)
+        with phones(edge.domain, edge.port) as (caller, callee):
             invite = caller.invite(edge.port, "2002")
             callee.answer(callee.receive_request("INVITE"), 200, "OK", edge.port)
             answer = caller.final()
@@ -346,9 +332,6 @@ def test_a_postpaid_call_outlives_its_slices_uncut_and_is_priced_in_full(
             callee.sock.settimeout(5)
             callee.answer(callee.receive_request("BYE"), 200, "OK", edge.port)
             assert caller.final().status == 200
-        finally:
-            caller.close()
-            callee.close()
         every_leg, balance = cdrs_and_balance(url, edge.tenant, 2)
     (cdr,), (_callee,) = by_leg(every_leg)
     assert cdr.disposition == Disposition.ANSWERED
