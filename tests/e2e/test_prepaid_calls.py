@@ -1,10 +1,11 @@
 """Prepaid and postpaid calls through a real edge with its billing store (issue 5.2–5.5).
 
-The edge runs with ``--billing sqlite:///…`` (the embedded store; the store suite runs
-the same operations on Postgres) and ``--credit-slice 2``, so a call holds 2 s of talk
-time ahead and extends it as it runs. The tenant is prepaid and rates its internal calls:
-0.60 a minute by the second (1/1), 0.05 to connect. The test tops the account up through
-the store, as the portal would, and reads the CDRs back from it.
+Each test runs twice: the edge with ``--billing sqlite:///…`` (the embedded store) and
+with ``--billing postgresql://…`` (a schema of its own on the real server), and with
+``--credit-slice 2``, so a call holds 2 s of talk time ahead and extends it as it runs.
+The tenant is prepaid and rates its internal calls: 0.60 a minute by the second (1/1),
+0.05 to connect. The test tops the account up through the store, as the portal would,
+and reads the CDRs back from it.
 
 * No money: the INVITE gets ``402 Insufficient Balance`` before any B leg, and a CDR.
 * Money for 3 s: the call is answered, then cut on both legs with BYE at 3 ± 1 s; its CDR
@@ -22,6 +23,7 @@ the store, as the portal would, and reads the CDRs back from it.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sys
 import time
@@ -29,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -40,12 +43,42 @@ from sipedge.sip.message import Response
 
 from .conftest import PASSWORDS, EdgeFactory, EdgeProc, write_tenant
 
+POSTGRES_DSN = os.environ.get(
+    "CLOUDPBX_TEST_POSTGRES_DSN", "postgresql://cloudpbx:cloudpbx@127.0.0.1:5432/cloudpbx_test"
+)
 FEE_MICROS = 50_000
 PER_SECOND_MICROS = 10_000  # 0.60 a minute
 BILLING = (
     "  billing:\n    plan: prepaid\n    currency: EUR\n    rateInternalCalls: true\n"
     '    rates: [{prefix: "", perMinute: "0.60", connectFee: "0.05", increments: 1/1}]\n'
 )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def billing_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The edge's billing store, each in turn: the embedded SQLite file, and a schema of
+    its own on the real Postgres server ``./pbx test`` starts (dropped afterwards), where
+    authorize and settle run as the store's server-side functions, batched."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'billing.db'}"
+        return
+    schema = f"e2e_billing_{secrets.token_hex(6)}"
+    postgres_admin(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES_DSN}?search_path={schema}"  # asyncpg: a server setting
+    finally:
+        postgres_admin(f"DROP SCHEMA {schema} CASCADE")
+
+
+def postgres_admin(sql: str) -> None:
+    async def run() -> None:
+        connection = await asyncpg.connect(POSTGRES_DSN)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
 
 
 def prepaid_tenant(name: str, domain: str, billing: str = BILLING) -> Callable[[Path], None]:
@@ -59,10 +92,9 @@ def prepaid_tenant(name: str, domain: str, billing: str = BILLING) -> Callable[[
 
 @contextmanager
 def prepaid_edge(
-    edge_factory: EdgeFactory, tmp_path: Path, billing: str = BILLING
+    edge_factory: EdgeFactory, url: str, billing: str = BILLING
 ) -> Iterator[tuple[EdgeProc, str]]:
     name = f"pre{secrets.token_hex(3)}"
-    url = f"sqlite:///{tmp_path / 'billing.db'}"
     edge = edge_factory(
         manifest=prepaid_tenant(name, f"{name}.pbx.test", billing),
         tenant=name,
@@ -158,9 +190,9 @@ def answered_call(edge: EdgeProc, caller: ScriptedPhone, callee: ScriptedPhone) 
 
 
 def test_no_money_is_402_before_any_b_leg_and_still_a_cdr(
-    edge_factory: EdgeFactory, tmp_path: Path
+    edge_factory: EdgeFactory, billing_url: str
 ) -> None:
-    with prepaid_edge(edge_factory, tmp_path) as (edge, url):
+    with prepaid_edge(edge_factory, billing_url) as (edge, url):
         with phones(edge.domain, edge.port) as (caller, callee):
             caller.invite(edge.port, "2002")
             refused = caller.final()
@@ -176,9 +208,9 @@ def test_no_money_is_402_before_any_b_leg_and_still_a_cdr(
 
 
 def test_money_for_3_s_cuts_the_call_at_3_s_and_charges_exactly_that(
-    edge_factory: EdgeFactory, tmp_path: Path
+    edge_factory: EdgeFactory, billing_url: str
 ) -> None:
-    with prepaid_edge(edge_factory, tmp_path) as (edge, url):
+    with prepaid_edge(edge_factory, billing_url) as (edge, url):
         top_up(url, edge.tenant, FEE_MICROS + 3 * PER_SECOND_MICROS)
         with phones(edge.domain, edge.port) as (caller, callee):
             answered_at = answered_call(edge, caller, callee)
@@ -196,10 +228,10 @@ def test_money_for_3_s_cuts_the_call_at_3_s_and_charges_exactly_that(
 
 
 def test_three_concurrent_calls_share_the_money_and_are_all_cut_at_their_limits(
-    edge_factory: EdgeFactory, tmp_path: Path
+    edge_factory: EdgeFactory, billing_url: str
 ) -> None:
     money = 3 * FEE_MICROS + 9 * PER_SECOND_MICROS
-    with prepaid_edge(edge_factory, tmp_path) as (edge, url):
+    with prepaid_edge(edge_factory, billing_url) as (edge, url):
         top_up(url, edge.tenant, money)
         callee = ScriptedPhone("2002", edge.domain, PASSWORDS["2002"])
         callers = [ScriptedPhone("2001", edge.domain, PASSWORDS["2001"]) for _ in range(3)]
@@ -231,9 +263,9 @@ def test_three_concurrent_calls_share_the_money_and_are_all_cut_at_their_limits(
 
 
 def test_a_retry_with_the_same_call_id_is_a_new_attempt_with_legs_of_its_own(
-    edge_factory: EdgeFactory, tmp_path: Path
+    edge_factory: EdgeFactory, billing_url: str
 ) -> None:
-    with prepaid_edge(edge_factory, tmp_path) as (edge, url):
+    with prepaid_edge(edge_factory, billing_url) as (edge, url):
         top_up(url, edge.tenant, FEE_MICROS + 3 * PER_SECOND_MICROS)
         with phones(edge.domain, edge.port) as (caller, callee):
             first = caller.invite(edge.port, "2002")  # CSeq 1 challenged, 2 with credentials
@@ -265,7 +297,7 @@ def test_a_retry_with_the_same_call_id_is_a_new_attempt_with_legs_of_its_own(
 
 @pytest.mark.timeout(120)
 def test_an_edge_killed_mid_call_leaves_exactly_one_cdr_written_by_another(
-    edge_factory: EdgeFactory, tmp_path: Path
+    edge_factory: EdgeFactory, billing_url: str
 ) -> None:
     """kill -9 of the edge that carries a call: nothing settles it there; its reservation
     expires (no more extensions), and the other edge's recovery writes the leg's one CDR
@@ -273,7 +305,7 @@ def test_an_edge_killed_mid_call_leaves_exactly_one_cdr_written_by_another(
     was reserved, then ends the call, which would otherwise run on: BYE to both phones."""
     name = f"pre{secrets.token_hex(3)}"
     domain = f"{name}.pbx.test"
-    url = f"sqlite:///{tmp_path / 'billing.db'}"
+    url = billing_url
     args = ["--billing", url, "--credit-slice", "2"]
     shared = {"manifest": prepaid_tenant(name, domain), "tenant": name, "domain": domain}
     doomed = edge_factory(redis=True, extra_args=args, **shared)
@@ -311,12 +343,12 @@ POSTPAID = BILLING.replace("plan: prepaid", "plan: postpaid")
 
 
 def test_a_postpaid_call_outlives_its_slices_uncut_and_is_priced_in_full(
-    edge_factory: EdgeFactory, tmp_path: Path
+    edge_factory: EdgeFactory, billing_url: str
 ) -> None:
     """No balance at all: a postpaid call goes, runs past several 2 s slices (each
     extension only records that it still runs), and its CDR carries the whole price,
     which no money on the account paid: the tenant is invoiced from its CDRs."""
-    with prepaid_edge(edge_factory, tmp_path, POSTPAID) as (edge, url):
+    with prepaid_edge(edge_factory, billing_url, POSTPAID) as (edge, url):
         with phones(edge.domain, edge.port) as (caller, callee):
             invite = caller.invite(edge.port, "2002")
             callee.answer(callee.receive_request("INVITE"), 200, "OK", edge.port)
@@ -343,9 +375,9 @@ def test_a_postpaid_call_outlives_its_slices_uncut_and_is_priced_in_full(
 
 
 def test_an_attempt_at_a_number_that_does_not_exist_gets_its_cdr(
-    edge_factory: EdgeFactory, tmp_path: Path
+    edge_factory: EdgeFactory, billing_url: str
 ) -> None:
-    with prepaid_edge(edge_factory, tmp_path) as (edge, url):
+    with prepaid_edge(edge_factory, billing_url) as (edge, url):
         caller = ScriptedPhone("2001", edge.domain, PASSWORDS["2001"])
         try:
             caller.invite(edge.port, "2999")
