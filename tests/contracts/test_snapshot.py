@@ -77,7 +77,43 @@ GOLDEN = TenantSnapshot(
         rate_internal_calls=True,
     ),
     enabled=False,
+    trunk_manifests=(
+        {
+            "apiVersion": "cloudpbx.io/v1",
+            "kind": "Trunk",
+            "metadata": {"name": "carrier-a"},
+            "spec": {
+                "tenant": "acme",
+                "host": "sip.carrier.example",
+                "username": "4930555",
+                "password": {"secretRef": {"name": "carrier-a", "key": "password"}},
+                "dids": ["+4930555100"],
+            },
+        },
+    ),
+    dial_plan_manifests=(
+        {
+            "apiVersion": "cloudpbx.io/v1",
+            "kind": "DialPlan",
+            "metadata": {"name": "out"},
+            "spec": {
+                "tenant": "acme",
+                "rules": [
+                    {
+                        "name": "national",
+                        "match": {"prefix": "0"},
+                        "route": {"trunks": ["carrier-a"]},
+                    }
+                ],
+            },
+        },
+    ),
+    trunk_passwords={"carrier-a": "s3cret-a"},
 )
+
+#: A trunk and a dial plan as the snapshot carries them (every other field at its default).
+TRUNK = GOLDEN.trunk_manifests[0]
+PLAN = GOLDEN.dial_plan_manifests[0]
 
 
 def golden_document() -> dict[str, Any]:
@@ -100,8 +136,8 @@ def test_golden_file_decodes_to_the_snapshot() -> None:
 def test_golden_file_field_names() -> None:
     document = golden_document()
     assert sorted(document) == [
-        "aliases", "billing", "domain", "enabled", "extensions", "limits", "media", "name",
-        "uid", "version",
+        "aliases", "billing", "dial_plan_manifests", "domain", "enabled", "extensions",
+        "limits", "media", "name", "trunk_manifests", "trunk_passwords", "uid", "version",
     ]  # fmt: skip
     assert sorted(document["extensions"][0]) == [
         "display_name", "ha1_md5", "ha1_sha256", "max_contacts", "number",
@@ -146,6 +182,67 @@ def test_defaults() -> None:
 
 
 # --- lookups -----------------------------------------------------------------------------
+
+
+def test_trunks_and_dial_plans_compile_with_the_snapshot() -> None:
+    (trunk,) = GOLDEN.trunks
+    assert (trunk.name, trunk.host, trunk.username) == (
+        "carrier-a",
+        "sip.carrier.example",
+        "4930555",
+    )
+    assert GOLDEN.trunk("carrier-a") is trunk
+    assert GOLDEN.trunk("carrier-b") is None
+    assert GOLDEN.trunk_password("carrier-a") == "s3cret-a"
+    assert GOLDEN.trunk_of_did("+4930555100") is trunk
+    assert GOLDEN.trunk_of_did("4930555100") is trunk
+    assert GOLDEN.trunk_of_did("4930555101") is None
+    routed = GOLDEN.dial_plans.route("0301234")
+    assert routed is not None
+    assert routed.rule == "national"
+
+
+def test_trunk_passwords_stay_out_of_repr() -> None:
+    assert "s3cret-a" not in repr(GOLDEN)
+
+
+def test_a_bad_trunk_names_the_manifest_field() -> None:
+    bad = copy.deepcopy(dict(TRUNK))
+    bad["spec"]["port"] = 70_000
+    with pytest.raises(SnapshotError) as caught:
+        TenantSnapshot(
+            name="acme",
+            domain="sip.acme.example",
+            trunk_manifests=(bad,),
+            trunk_passwords={"carrier-a": "x"},
+        )
+    assert caught.value.path == "trunk_manifests"
+    assert "Trunk carrier-a spec.port" in str(caught.value)
+
+
+def test_a_plan_routing_to_a_missing_trunk_is_refused() -> None:
+    with pytest.raises(SnapshotError) as caught:
+        TenantSnapshot(name="acme", domain="sip.acme.example", dial_plan_manifests=(PLAN,))
+    assert caught.value.path == "dial_plan_manifests"
+    assert "carrier-a" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("passwords", "message"),
+    [
+        ({}, "has none for trunk 'carrier-a'"),
+        ({"carrier-a": "x", "carrier-b": "y"}, "names no trunk: 'carrier-b'"),
+        ({"carrier-a": ""}, "must be a non-empty string"),
+    ],
+)
+def test_every_trunk_has_exactly_its_password(passwords: dict[str, str], message: str) -> None:
+    with pytest.raises(SnapshotError, match=message):
+        TenantSnapshot(
+            name="acme",
+            domain="sip.acme.example",
+            trunk_manifests=(TRUNK,),
+            trunk_passwords=passwords,
+        )
 
 
 def test_extension_lookup() -> None:

@@ -116,8 +116,8 @@ def test_folder_with_secrets_in_other_files_data_and_other_kinds(tmp_path: Path)
         metadata: {{name: b64}}
         data: {{pw: {encoded}}}
         ---
-        apiVersion: cloudpbx.io/v1
-        kind: Trunk
+        apiVersion: v1
+        kind: ConfigMap
         metadata: {{name: later}}
     """)  # fmt: skip
     write(tmp_path, "notes.txt", "not: [yaml")
@@ -127,6 +127,90 @@ def test_folder_with_secrets_in_other_files_data_and_other_kinds(tmp_path: Path)
     assert (beta.name, beta.version, alpha.name) == ("beta", 3, "alpha")
     assert beta.extensions[0].ha1_md5 == ha1("md5", "200", "beta.example", "from-string-data")
     assert alpha.extensions[0].ha1_md5 == ha1("md5", "200", "alpha.example", "from-data")
+
+
+TRUNK = textwrap.dedent("""
+    apiVersion: cloudpbx.io/v1
+    kind: Trunk
+    metadata: {{name: {name}}}
+    spec:
+      tenant: {tenant}
+      host: 192.0.2.10
+      username: "4930555"
+      password: {password}
+      dids: [{did}]
+""")
+PLAN = textwrap.dedent("""
+    apiVersion: cloudpbx.io/v1
+    kind: DialPlan
+    metadata: {{name: out}}
+    spec:
+      tenant: t
+      rules:
+        - {{name: pstn, match: {{prefix: "0"}}, route: {{trunks: [{trunk}]}}}}
+""")
+
+
+def trunk_doc(
+    name: str = "carrier-a",
+    tenant: str = "t",
+    password: str = "{secretRef: {name: shared, key: pw}}",
+    did: str = '"+4930555100"',
+) -> str:
+    return TRUNK.format(name=name, tenant=tenant, password=password, did=did)
+
+
+def test_trunks_and_plans_join_their_tenant_with_passwords(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", SECRET + "---\n" + tenant("t", "t.example"))
+    write(tmp_path, "b.yaml", trunk_doc() + "---\n" + trunk_doc(
+        "carrier-b", password="{file: carrier-b.password}", did='"+4930555200"'
+    ) + "---\n" + PLAN.format(trunk="carrier-b"))  # fmt: skip
+    (tmp_path / "carrier-b.password").write_text("from-a-file\n", encoding="utf-8")
+    (snapshot,) = load_manifest_folder(tmp_path)
+    assert [trunk.name for trunk in snapshot.trunks] == ["carrier-a", "carrier-b"]
+    assert snapshot.trunk_password("carrier-a") == "hunter2-secret"
+    assert snapshot.trunk_password("carrier-b") == "from-a-file"
+    routed = snapshot.dial_plans.route("0301234")
+    assert routed is not None
+    assert (routed.plan, routed.rule) == ("out", "pstn")
+    assert snapshot.trunk_of_did("4930555200") is snapshot.trunk("carrier-b")
+    # what the snapshot keeps travels as JSON and comes back equal
+    assert TenantSnapshot.from_json(snapshot.to_json()) == snapshot
+
+
+# (the trunk and plan file's contents, document, path named, message)
+BESIDE_FAULTS: list[tuple[str, int, str, str]] = [
+    (trunk_doc(tenant="nobody"), 1, "spec.tenant", "Tenant 'nobody' is not defined"),
+    (trunk_doc().replace("host: 192.0.2.10", "host: 'bad host'"), 1, "Trunk carrier-a spec.host",
+     "must be a host name or IPv4 address, not 'bad host'"),
+    (trunk_doc(password="{secretRef: {name: other, key: pw}}"), 1,
+     "spec.password.secretRef.name", "Secret 'other' not found"),
+    (trunk_doc(password="{secretRef: {name: shared, key: nope}}"), 1,
+     "spec.password.secretRef.key", "Secret 'shared' has no key 'nope'"),
+    (trunk_doc(password="{file: missing.password}"), 1, "spec.password.file",
+     "no file 'missing.password' beside the manifests"),
+    (trunk_doc() + "---\n" + trunk_doc(), 2, "metadata.name", "Trunk 'carrier-a' is defined twice"),
+    (trunk_doc() + "---\n" + PLAN.format(trunk="carrier-x"), 2, "",
+     "DialPlan out, rule 'pstn' route.trunks: no such trunk 'carrier-x' (the tenant's: "
+     "['carrier-a'])"),
+    (trunk_doc() + "---\n" + trunk_doc("carrier-b"), 2, "",
+     "Trunk carrier-b spec.dids: +4930555100 is already routed by trunk carrier-a"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "document", "path", "message"), BESIDE_FAULTS)
+def test_trunk_and_plan_faults_name_file_document_and_field(
+    tmp_path: Path, text: str, document: int, path: str, message: str
+) -> None:
+    write(tmp_path, "a.yaml", SECRET + "---\n" + tenant("t", "t.example"))
+    write(tmp_path, "b.yaml", text)
+    with pytest.raises(ManifestFolderError) as caught:
+        load_manifest_folder(tmp_path)
+    error = caught.value
+    assert (error.file, error.document, error.path, error.message) == (
+        str(tmp_path / "b.yaml"), document, path, message,
+    )  # fmt: skip
+    assert "hunter2" not in str(error)
 
 
 def test_an_empty_folder_has_no_tenants(tmp_path: Path) -> None:

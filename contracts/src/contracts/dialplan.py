@@ -32,8 +32,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from contracts.manifest import ManifestError
-from contracts.resources import DNS_LABEL, count, mapping, named_spec
+from contracts.resources import DNS_LABEL, ManifestError, count, mapping, named_spec
 
 KIND = "DialPlan"
 #: What a rule may prepend: what a phone can dial.

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from contracts.billing.rating import MICROS_PER_UNIT, Rate, RatingError
+from contracts.resources import ManifestError as ManifestError
 from contracts.snapshot import (
     DEFAULT_TRIAL_CALL_LIMIT_S,
     DEFAULT_TRIAL_DAILY_MINUTES,
@@ -97,18 +98,6 @@ _NESTED_SOURCES: Mapping[str, Mapping[str, str]] = {
         "ha1_sha256": "passwordSecretRef",
     },
 }
-
-
-class ManifestError(ValueError):
-    """A manifest the platform cannot serve; ``path`` names the field (``spec.domain``).
-
-    ``path`` is empty when the document as a whole is at fault.
-    """
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.message = message
 
 
 def compile_tenant(

@@ -1,7 +1,7 @@
 """What every ``cloudpbx.io/v1`` manifest kind beside ``Tenant`` (``Trunk``,
 ``DialPlan``) checks the same way: its apiVersion and kind, its name (a DNS label, as
 Kubernetes names objects), its tenant, and the shape of its fields. Every problem is a
-:class:`~contracts.manifest.ManifestError` whose ``path`` names the object and field
+:class:`ManifestError` whose ``path`` names the object and field
 (``Trunk carrier-a spec.port``). Pure: no I/O.
 """
 
@@ -11,11 +11,21 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from contracts.manifest import ManifestError
-
 API_VERSION = "cloudpbx.io/v1"
 #: A Kubernetes object name that is also a DNS label (RFC 1123).
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+class ManifestError(ValueError):
+    """A manifest the platform cannot serve; ``path`` names the field (``spec.domain``).
+
+    ``path`` is empty when the document as a whole is at fault.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
 
 
 def named_spec(

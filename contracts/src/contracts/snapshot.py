@@ -35,6 +35,9 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from contracts.billing.rating import Rate, RateTable, RatingError
+from contracts.dialplan import DialPlans, compile_dial_plans
+from contracts.resources import ManifestError
+from contracts.trunk import Trunk, compile_trunks
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -386,8 +389,20 @@ class TenantSnapshot:
     media: MediaPolicy = field(default_factory=MediaPolicy)
     billing: BillingPlan = field(default_factory=BillingPlan)
     enabled: bool = True
+    #: The tenant's ``Trunk`` and ``DialPlan`` objects as manifests (apiVersion, kind,
+    #: metadata.name, spec), compiled on construction by :mod:`contracts.trunk` and
+    #: :mod:`contracts.dialplan`: one set of rules guards a manifest and a snapshot.
+    #: Mappings do not hash: equal snapshots still hash equal without them.
+    trunk_manifests: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
+    dial_plan_manifests: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
+    #: Trunk name → the password its provider knows (resolved from the Secret or file by
+    #: whoever built the snapshot); the edge must answer the provider's challenges.
+    trunk_passwords: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
     _by_number: Mapping[str, Extension] = field(init=False, repr=False, compare=False)
     _hosts: frozenset[str] = field(init=False, repr=False, compare=False)
+    _trunks: Mapping[str, Trunk] = field(init=False, repr=False, compare=False)
+    _dial_plans: DialPlans = field(init=False, repr=False, compare=False)
+    _dids: Mapping[str, Trunk] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         name = _str(self.name, "name")
@@ -405,6 +420,7 @@ class TenantSnapshot:
         _bool(self.enabled, "enabled")
         object.__setattr__(self, "_hosts", self._checked_hosts())
         object.__setattr__(self, "_by_number", self._checked_extensions())
+        self._compile_trunks_and_plans()
 
     def _checked_hosts(self) -> frozenset[str]:
         hosts = {_host(self.domain, "domain")}
@@ -432,6 +448,57 @@ class TenantSnapshot:
                 )
             by_number[extension.number] = extension
         return by_number
+
+    def _compile_trunks_and_plans(self) -> None:
+        where = "trunk_manifests"
+        try:
+            trunks = compile_trunks(
+                _tuple_of(self.trunk_manifests, where, dict, "an object"), tenant=self.name
+            )
+            where = "dial_plan_manifests"
+            plans = compile_dial_plans(
+                _tuple_of(self.dial_plan_manifests, where, dict, "an object"),
+                tenant=self.name,
+                trunks={trunk.name for trunk in trunks},
+            )
+        except ManifestError as exc:
+            raise SnapshotError(where, str(exc)) from None
+        _instance(self.trunk_passwords, "trunk_passwords", dict)
+        by_name = {trunk.name: trunk for trunk in trunks}
+        passwords: Mapping[str, object] = self.trunk_passwords  # unchecked until here
+        for name, password in passwords.items():
+            if name not in by_name:
+                raise SnapshotError("trunk_passwords", f"names no trunk: {_shown(name)}")
+            if not isinstance(password, str) or not password:
+                raise SnapshotError(f"trunk_passwords.{name}", "must be a non-empty string")
+        for name in by_name:
+            if name not in self.trunk_passwords:
+                raise SnapshotError("trunk_passwords", f"has none for trunk {_shown(name)}")
+        dids = {did.lstrip("+"): trunk for trunk in trunks for did in trunk.dids}
+        object.__setattr__(self, "_trunks", by_name)
+        object.__setattr__(self, "_dial_plans", plans)
+        object.__setattr__(self, "_dids", dids)
+
+    @property
+    def trunks(self) -> tuple[Trunk, ...]:
+        """The tenant's trunks, by name."""
+        return tuple(self._trunks.values())
+
+    def trunk(self, name: str) -> Trunk | None:
+        return self._trunks.get(name)
+
+    def trunk_password(self, name: str) -> str:
+        """The password of trunk ``name`` (every trunk of a snapshot has one)."""
+        return self.trunk_passwords[name]
+
+    def trunk_of_did(self, number: str) -> Trunk | None:
+        """The trunk that routes DID ``number`` to this tenant (with or without ``+``)."""
+        return self._dids.get(number.lstrip("+"))
+
+    @property
+    def dial_plans(self) -> DialPlans:
+        """The tenant's dial plans, in the order they are tried."""
+        return self._dial_plans
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -561,4 +628,6 @@ def _decode_tenant(raw: object) -> TenantSnapshot:
         for index, item in enumerate(_list_of(billing["rates"], "billing.rates"))
     )
     values["billing"] = _built(BillingPlan, "billing", billing)
+    for name in ("trunk_manifests", "dial_plan_manifests"):
+        values[name] = tuple(_list_of(values[name], name))
     return _built(TenantSnapshot, "", values)

@@ -36,8 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from contracts.manifest import ManifestError
-from contracts.resources import DNS_LABEL, count, mapping, named_spec, sequence
+from contracts.resources import DNS_LABEL, ManifestError, count, mapping, named_spec, sequence
 
 KIND = "Trunk"
 _HOST = re.compile(

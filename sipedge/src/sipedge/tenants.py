@@ -5,10 +5,12 @@ Owns two things:
 * :func:`load_manifest_folder`: the embedded default of the Kubernetes API (DESIGN
   "Stores"). It reads every ``*.yaml`` / ``*.yml`` in a folder, in name order, as
   ``kubectl apply -f`` would: ``Secret`` documents (``stringData``, or base64 ``data``;
-  ``stringData`` wins, as in Kubernetes) and ``Tenant`` documents, which it compiles with
-  the operator's compiler, :func:`contracts.manifest.compile_tenant`. Other kinds
-  (``Trunk``, ``DialPlan``, anything else) are skipped here. Every fault names the file,
-  the document and the field, and never shows a password.
+  ``stringData`` wins, as in Kubernetes), ``Tenant`` documents, which it compiles with
+  the operator's compiler, :func:`contracts.manifest.compile_tenant`, and the ``Trunk``
+  and ``DialPlan`` documents that name a tenant, which go into its snapshot with each
+  trunk's password (from its Secret, or from the file beside the manifests that
+  ``password.file`` names). Other kinds are skipped. Every fault names the file, the
+  document and the field, and never shows a password.
 * :class:`TenantDirectory`: the snapshots an edge serves, looked up by the host a request
   names (domain or alias, any case) in one dict lookup. Newer versions replace older
   ones; a stale one is ignored. A disabled tenant is still found: refusing its phones
@@ -22,9 +24,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -32,8 +35,9 @@ from typing import Any
 
 import yaml
 
+from contracts import dialplan, trunk
 from contracts.manifest import KIND, ManifestError, compile_tenant
-from contracts.snapshot import TenantSnapshot, normalize_host
+from contracts.snapshot import SnapshotError, TenantSnapshot, normalize_host
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 #: libyaml's safe loader when PyYAML was built with it: a 10,000-extension tenant loads in
@@ -90,7 +94,9 @@ def load_manifest_folder(folder: str | os.PathLike[str] | Traversable) -> list[T
         (document, _compile(document, secrets)) for document in documents if _kind(document) == KIND
     ]
     _check_unique(compiled)
-    return [snapshot for _, snapshot in compiled]
+    beside = _Beside(documents, secrets, root)
+    beside.check_owners(snapshot for _, snapshot in compiled)
+    return [beside.attach(document, snapshot) for document, snapshot in compiled]
 
 
 def _is_manifest(entry: Traversable) -> bool:
@@ -136,6 +142,120 @@ def _compile(document: _Document, secrets: Mapping[str, Mapping[str, str]]) -> T
         return compile_tenant(document.body, secrets)
     except ManifestError as exc:
         raise document.error(exc.message, exc.path) from None
+
+
+class _Beside:
+    """The Trunk and DialPlan documents of the folder, put into their tenants' snapshots."""
+
+    def __init__(
+        self,
+        documents: list[_Document],
+        secrets: Mapping[str, Mapping[str, str]],
+        root: Path | Traversable,
+    ) -> None:
+        self.secrets = secrets
+        self.root = root
+        self.by_tenant: dict[str, list[_Document]] = {}
+        kinds = (trunk.KIND, dialplan.KIND)
+        for document in documents:
+            if _kind(document) in kinds:
+                spec = document.body.get("spec")
+                owner = spec.get("tenant") if isinstance(spec, Mapping) else None
+                if not isinstance(owner, str):
+                    raise document.error("must name its tenant", "spec.tenant")
+                self.by_tenant.setdefault(owner, []).append(document)
+
+    def check_owners(self, tenants: Iterable[TenantSnapshot]) -> None:
+        """A Trunk or DialPlan for a tenant the folder does not define is a mistake."""
+        known = {snapshot.name for snapshot in tenants}
+        for owner, documents in self.by_tenant.items():
+            if owner not in known:
+                raise documents[0].error(f"Tenant {owner!r} is not defined", "spec.tenant")
+
+    def attach(self, tenant: _Document, snapshot: TenantSnapshot) -> TenantSnapshot:
+        mine = self.by_tenant.get(snapshot.name, [])
+        trunk_documents = [d for d in mine if _kind(d) == trunk.KIND]
+        plan_documents = [d for d in mine if _kind(d) == dialplan.KIND]
+        passwords: dict[str, str] = {}
+        names: set[str] = set()
+        for document in trunk_documents:
+            try:
+                compiled = trunk.compile_trunk(document.body, tenant=snapshot.name)
+            except ManifestError as exc:
+                raise document.error(exc.message, exc.path) from None
+            if compiled.name in names:
+                raise document.error(f"Trunk {compiled.name!r} is defined twice", "metadata.name")
+            names.add(compiled.name)
+            passwords[compiled.name] = self._password(document, compiled.password)
+        try:
+            dialplan.compile_dial_plans(
+                [d.body for d in plan_documents], tenant=snapshot.name, trunks=names
+            )
+        except ManifestError as exc:
+            raise _named(plan_documents, exc, tenant) from None
+        try:
+            return replace(
+                snapshot,
+                trunk_manifests=tuple(_plain(d.body) for d in trunk_documents),
+                dial_plan_manifests=tuple(_plain(d.body) for d in plan_documents),
+                trunk_passwords=passwords,
+            )
+        except SnapshotError as exc:  # across trunks: a DID routed by two of them
+            raise _named(trunk_documents, exc, tenant) from None
+
+    def _password(self, document: _Document, ref: trunk.SecretRef | trunk.PasswordFile) -> str:
+        where = "spec.password"
+        if isinstance(ref, trunk.SecretRef):
+            secret = self.secrets.get(ref.name)
+            if secret is None:
+                raise document.error(f"Secret {ref.name!r} not found", f"{where}.secretRef.name")
+            password = secret.get(ref.key)
+            if password is None:
+                raise document.error(
+                    f"Secret {ref.name!r} has no key {ref.key!r}", f"{where}.secretRef.key"
+                )
+        else:
+            entry = self.root / ref.name
+            if not entry.is_file():
+                raise document.error(f"no file {ref.name!r} beside the manifests", f"{where}.file")
+            try:
+                password = entry.read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError):
+                raise document.error(
+                    f"file {ref.name!r} is not UTF-8 text", f"{where}.file"
+                ) from None
+        if not password:
+            raise document.error("the password is empty", where)
+        return password
+
+
+def _named(
+    documents: list[_Document], error: ManifestError | SnapshotError, fallback: _Document
+) -> ManifestFolderError:
+    """The compiler's error, at the document it names first (``Trunk carrier-b spec...``)."""
+    text = error.message if isinstance(error, SnapshotError) else str(error)
+    found: list[tuple[int, _Document]] = []
+    for document in documents:
+        metadata = document.body.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, Mapping) else None
+        at = text.find(f"{_kind(document)} {name}") if isinstance(name, str) else -1
+        if at >= 0:
+            found.append((at, document))
+    if found:
+        return min(found, key=lambda pair: pair[0])[1].error(text)
+    return fallback.error(text)
+
+
+def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a snapshot keeps of a manifest: its type, its name and its spec."""
+    metadata = body.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {"name": name},
+        "spec": copy.deepcopy(body.get("spec")),
+    }
 
 
 def _check_unique(compiled: list[tuple[_Document, TenantSnapshot]]) -> None:
