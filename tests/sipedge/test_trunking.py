@@ -14,7 +14,16 @@ from sipedge.sip.auth import parse_credentials
 from sipedge.sip.digest import DigestServer, Verdict, ha1
 from sipedge.sip.framing import parse_datagram
 from sipedge.sip.message import Response
-from sipedge.trunking import Account, Register, Registration, State, Status, Wait
+from sipedge.trunking import (
+    Account,
+    Register,
+    Registration,
+    State,
+    Status,
+    Wait,
+    contact_user,
+    trunk_of_contact_user,
+)
 
 ACCOUNT = Account(
     registrar="sip:sip.carrier.example",
@@ -194,3 +203,15 @@ def test_disabling_unregisters_and_stops() -> None:
     assert registration.status == Status(State.DISABLED)
     with pytest.raises(RuntimeError):
         registration.wait_over()
+
+
+@pytest.mark.parametrize(
+    ("tenant", "trunk"), [("acme", "carrier-a"), ("acme.example", "b"), ("t-1.x.y", "c-2")]
+)
+def test_contact_user_names_tenant_and_trunk(tenant: str, trunk: str) -> None:
+    assert trunk_of_contact_user(contact_user(tenant, trunk)) == (tenant, trunk)
+
+
+@pytest.mark.parametrize("user", ["2001", "trunk-", "trunk-a", "trunk-.t", "trunk-a.", "Trunk-a.t"])
+def test_other_users_are_no_trunk_contact(user: str) -> None:
+    assert trunk_of_contact_user(user) is None

@@ -43,6 +43,27 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_MOST_S = 300.0
 #: A long registration is refreshed this long before it ends; a short one at half-time.
 REFRESH_AHEAD_S = 60
+#: Starts the user part of a trunk registration's Contact (:func:`contact_user`).
+CONTACT_PREFIX = "trunk-"
+
+
+def contact_user(tenant: str, trunk: str) -> str:
+    """The user part of the Contact a trunk registers: the provider sends the trunk's
+    inbound calls to it, so it names the tenant and the trunk (a trunk name is a DNS
+    label: no dot; a tenant name is a DNS name).
+
+    >>> contact_user("acme.example", "carrier-a")
+    'trunk-carrier-a.acme.example'
+    """
+    return f"{CONTACT_PREFIX}{trunk}.{tenant}"
+
+
+def trunk_of_contact_user(user: str) -> tuple[str, str] | None:
+    """(tenant, trunk) from a :func:`contact_user`, or None for any other user part."""
+    if not user.startswith(CONTACT_PREFIX):
+        return None
+    trunk, dot, tenant = user[len(CONTACT_PREFIX) :].partition(".")
+    return (tenant, trunk) if dot and trunk and tenant else None
 
 
 class State(Enum):
