@@ -23,6 +23,7 @@ from contracts.keys import (
     snapshot_key,
     snapshot_notice,
     tenant_key_pattern,
+    trunk_channels_key,
     trunk_lease_key,
     unescape,
 )
@@ -44,6 +45,7 @@ KEYS = [
     (nat_bindings_key("demo"), "cloudpbx:v1:{demo}:bindings-nat"),
     (active_calls_key("demo"), "cloudpbx:v1:{demo}:active-calls"),
     (trunk_lease_key("demo", "carrier-a"), "cloudpbx:v1:{demo}:trunk-lease:carrier-a"),
+    (trunk_channels_key("demo", "carrier-a"), "cloudpbx:v1:{demo}:trunk-channels:carrier-a"),
     (tenant_key_pattern("demo"), "cloudpbx:v1:{demo}:*"),
 ]
 

@@ -317,3 +317,11 @@ def test_a_billed_call_carries_its_record_and_a_retried_attempt_its_own_legs() -
     assert '"billed_leg":"A.4"' in retried.to_json()
     for call in (billed, retried):
         assert Call.from_json(call.to_json()) == call
+
+
+def test_a_call_through_trunks_carries_their_channels() -> None:
+    """Whichever edge process ends the call frees the channels it holds."""
+    through = replace(a_call(), channels=("carrier-a", "carrier-b"))
+    assert '"channels":["carrier-a","carrier-b"]' in through.to_json()
+    assert Call.from_json(through.to_json()) == through
+    assert '"channels"' not in a_call().to_json()

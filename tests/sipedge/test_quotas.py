@@ -65,6 +65,24 @@ async def test_a_tenant_holds_at_most_its_limit_of_slots(
 
 
 @pytest.mark.asyncio
+async def test_each_trunk_counts_its_channels_apart_from_the_tenants_calls(
+    quotas: tuple[Quotas, str], now: float
+) -> None:
+    """A call holds a tenant slot and a channel of its trunk under one Call-ID; each
+    trunk's ``maxChannels`` is its own count."""
+    store, tenant = quotas
+    assert await store.take_slot(tenant, "c1", 1, now + 60, now)
+    assert await store.take_slot(tenant, "c1", 1, now + 60, now, trunk="carrier-a")
+    assert not await store.take_slot(tenant, "c2", 1, now + 60, now, trunk="carrier-a")
+    assert await store.take_slot(tenant, "c2", 1, now + 60, now, trunk="carrier-b")
+    await store.renew_slot(tenant, "c1", now + 600, trunk="carrier-a")
+    assert not await store.take_slot(tenant, "c2", 1, now + 700, now + 300, trunk="carrier-a")
+    await store.free_slot(tenant, "c1", trunk="carrier-a")
+    assert await store.take_slot(tenant, "c2", 1, now + 60, now, trunk="carrier-a")
+    assert not await store.take_slot(tenant, "c3", 1, now + 60, now)  # c1 still holds it
+
+
+@pytest.mark.asyncio
 async def test_a_lapsed_slot_frees_itself(quotas: tuple[Quotas, str], now: float) -> None:
     """An edge process that died never frees its slot: it lapses at its time."""
     store, tenant = quotas

@@ -99,6 +99,12 @@ def call_slots_key(tenant: str) -> str:
     return f"{_tenant_prefix(tenant)}call-slots"
 
 
+def trunk_channels_key(tenant: str, trunk: str) -> str:
+    """Sorted set like :func:`call_slots_key`, of the A-leg Call-IDs holding one of the
+    trunk's channels (its ``maxChannels``, calls in and out)."""
+    return f"{_tenant_prefix(tenant)}trunk-channels:{escape(trunk)}"
+
+
 def trunk_lease_key(tenant: str, trunk: str) -> str:
     """String: the edge process that holds the trunk's registration (its lease, with a
     TTL it renews; sipedge.leases)."""

@@ -74,6 +74,9 @@ class Call:
     #: The caller's leg it is recorded under when not ``A``: an attempt that reused a
     #: recorded Call-ID (sipedge.calls.credit).
     billed_leg: str = ""
+    #: The trunks (names) whose channels the call holds: the one it came in by, the one
+    #: it went out through (sipedge.quotas, ``trunk=``), freed when it ends.
+    channels: tuple[str, ...] = ()
 
     def leg_of(self, call_id: str) -> tuple[Leg, Leg] | None:
         """(this leg, the other leg) for a request in dialog ``call_id``."""
@@ -110,6 +113,8 @@ class Call:
             fields["billed_at_ms"] = self.billed_at_ms
         if self.billed_leg:
             fields["billed_leg"] = self.billed_leg
+        if self.channels:
+            fields["channels"] = list(self.channels)
         return _JSON.encode(fields)
 
     @classmethod
@@ -118,6 +123,8 @@ class Call:
         for side in ("a", "b"):
             raw[side]["route_set"] = tuple(raw[side]["route_set"])
             raw[side] = Leg(**raw[side])
+        if "channels" in raw:
+            raw["channels"] = tuple(raw["channels"])
         return cls(**raw)
 
 

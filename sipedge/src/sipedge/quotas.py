@@ -28,18 +28,19 @@ def utc_day(now: float) -> str:
 
 class Quotas(Protocol):
     async def take_slot(
-        self, tenant: str, call_id: str, limit: int, until: float, now: float
+        self, tenant: str, call_id: str, limit: int, until: float, now: float, *, trunk: str = ""
     ) -> bool:
         """Hold a slot for ``call_id`` until ``until`` if fewer than ``limit`` are held
         (lapsed ones not counted); True if it holds one now (a call that held one already
-        keeps it, renewed)."""
+        keeps it, renewed). The tenant's concurrent calls; with ``trunk``, that trunk's
+        channels instead."""
         ...
 
-    async def renew_slot(self, tenant: str, call_id: str, until: float) -> None:
+    async def renew_slot(self, tenant: str, call_id: str, until: float, *, trunk: str = "") -> None:
         """Move the lapse of ``call_id``'s slot to ``until`` (the call was answered)."""
         ...
 
-    async def free_slot(self, tenant: str, call_id: str) -> None: ...
+    async def free_slot(self, tenant: str, call_id: str, *, trunk: str = "") -> None: ...
 
     async def used_s(self, tenant: str, day: str) -> int:
         """Seconds of calls the tenant had on ``day`` (:func:`utc_day`)."""
@@ -52,13 +53,13 @@ class MemoryQuotas:
     """The embedded default: this process's memory."""
 
     def __init__(self) -> None:
-        self._slots: dict[str, dict[str, float]] = {}
+        self._slots: dict[tuple[str, str], dict[str, float]] = {}
         self._used: dict[tuple[str, str], int] = {}
 
     async def take_slot(
-        self, tenant: str, call_id: str, limit: int, until: float, now: float
+        self, tenant: str, call_id: str, limit: int, until: float, now: float, *, trunk: str = ""
     ) -> bool:
-        held = self._slots.setdefault(tenant, {})
+        held = self._slots.setdefault((tenant, trunk), {})
         for lapsed in [other for other, end in held.items() if end <= now]:
             del held[lapsed]
         if call_id not in held and len(held) >= limit:
@@ -66,13 +67,13 @@ class MemoryQuotas:
         held[call_id] = until
         return True
 
-    async def renew_slot(self, tenant: str, call_id: str, until: float) -> None:
-        held = self._slots.get(tenant, {})
+    async def renew_slot(self, tenant: str, call_id: str, until: float, *, trunk: str = "") -> None:
+        held = self._slots.get((tenant, trunk), {})
         if call_id in held:
             held[call_id] = until
 
-    async def free_slot(self, tenant: str, call_id: str) -> None:
-        self._slots.get(tenant, {}).pop(call_id, None)
+    async def free_slot(self, tenant: str, call_id: str, *, trunk: str = "") -> None:
+        self._slots.get((tenant, trunk), {}).pop(call_id, None)
 
     async def used_s(self, tenant: str, day: str) -> int:
         return self._used.get((tenant, day), 0)

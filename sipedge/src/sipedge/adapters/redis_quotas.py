@@ -10,7 +10,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from contracts.keys import call_slots_key, trial_seconds_key
+from contracts.keys import call_slots_key, trial_seconds_key, trunk_channels_key
 
 #: KEYS: the slots; ARGV: now, the limit, the Call-ID, until. 1: held, 0: all taken.
 _TAKE = """
@@ -44,16 +44,17 @@ class RedisQuotas:
         self._renew: AsyncScript = redis.register_script(_RENEW)
 
     async def take_slot(
-        self, tenant: str, call_id: str, limit: int, until: float, now: float
+        self, tenant: str, call_id: str, limit: int, until: float, now: float, *, trunk: str = ""
     ) -> bool:
-        held = await self._take(keys=[call_slots_key(tenant)], args=[now, limit, call_id, until])
+        key = _slots_key(tenant, trunk)
+        held = await self._take(keys=[key], args=[now, limit, call_id, until])
         return bool(held)
 
-    async def renew_slot(self, tenant: str, call_id: str, until: float) -> None:
-        await self._renew(keys=[call_slots_key(tenant)], args=[call_id, until])
+    async def renew_slot(self, tenant: str, call_id: str, until: float, *, trunk: str = "") -> None:
+        await self._renew(keys=[_slots_key(tenant, trunk)], args=[call_id, until])
 
-    async def free_slot(self, tenant: str, call_id: str) -> None:
-        await self.redis.zrem(call_slots_key(tenant), call_id)
+    async def free_slot(self, tenant: str, call_id: str, *, trunk: str = "") -> None:
+        await self.redis.zrem(_slots_key(tenant, trunk), call_id)
 
     async def used_s(self, tenant: str, day: str) -> int:
         value = await self.redis.get(trial_seconds_key(tenant, day))
@@ -65,3 +66,7 @@ class RedisQuotas:
             pipe.incrby(key, seconds)
             pipe.expire(key, _DAY_TTL_S)
             await pipe.execute()
+
+
+def _slots_key(tenant: str, trunk: str) -> str:
+    return trunk_channels_key(tenant, trunk) if trunk else call_slots_key(tenant)
