@@ -5,7 +5,8 @@ every other edge process; unset: in this process's memory (``cloudpbx dev``).
 ``relays`` set: calls of tenants with ``media.anchor`` are anchored on those media
 relays (one ng socket per process, health pings); unset: media is never anchored.
 Housekeeping refreshes the gauges and, on worker 0, sends keep-alive OPTIONS to NATed
-UDP bindings so their pinholes stay open.
+UDP bindings so their pinholes stay open; every worker re-resolves where the tenants'
+trunks send from, so that their calls are recognised (:mod:`sipedge.calls.trunks`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from contracts.billing.store import BillingStore
+from contracts.snapshot import TenantSnapshot
 from contracts.stores.url import open_store
+from sipedge.adapters.dns import resolve
 from sipedge.adapters.memory_location import MemoryLocationStore
 from sipedge.adapters.redis_dialogs import RedisDialogStore
 from sipedge.adapters.redis_location import RedisLocationStore
@@ -30,6 +33,7 @@ from sipedge.calls import CallControl
 from sipedge.calls.admission import Admission
 from sipedge.calls.anchor import Anchor
 from sipedge.calls.credit import ACCOUNT, Credit
+from sipedge.calls.trunks import TrunkRef, TrunkSources, trunk_addresses
 from sipedge.config import EdgeConfig
 from sipedge.dialogs import DialogStore, MemoryDialogStore
 from sipedge.edge import Edge
@@ -44,6 +48,8 @@ from sipedge.ua import UserAgent
 log = logging.getLogger("sipedge.app")
 
 GAUGE_INTERVAL_S = 5.0
+#: How often the addresses of the tenants' trunks are looked up again (their DNS).
+TRUNK_SOURCES_INTERVAL_S = 300.0
 #: How often each edge process settles the legs of edges that died (their reservations
 #: expired): a dead edge's call is billed within this of its grace.
 RECOVER_INTERVAL_S = 10.0
@@ -93,10 +99,12 @@ class EdgeProcess:
             self.metrics.serve(self.config.metrics_port + self.worker)
         if self.config.billing_url is not None:
             await self._open_billing(self.config.billing_url)
+        self.ua.trunk_sources = await trunk_sources(self.tenants)
         await self.edge.start()
         if self.relays is not None:
             await self.relays.start()
         self._housekeeping.append(asyncio.create_task(self._gauges()))
+        self._housekeeping.append(asyncio.create_task(self._trunk_sources()))
         if self.worker == 0:
             self._housekeeping.append(asyncio.create_task(self._keepalives()))
         log.info(
@@ -154,6 +162,11 @@ class EdgeProcess:
                 except Exception:
                     log.exception("recovered call-id=%s not ended", cdr.call_id)
 
+    async def _trunk_sources(self) -> None:
+        while True:
+            await asyncio.sleep(TRUNK_SOURCES_INTERVAL_S)
+            self.ua.trunk_sources = await trunk_sources(self.tenants)
+
     async def _gauges(self) -> None:
         while True:
             now = self.edge.wall()
@@ -193,6 +206,23 @@ class EdgeProcess:
             ],
         )
         self.edge.request(options, Peer(source.transport, source.ip, source.port), lambda e: None)
+
+
+async def trunk_sources(tenants: Iterable[TenantSnapshot]) -> TrunkSources:
+    """Where each trunk of ``tenants`` sends from, its host names resolved (one that does
+    not resolve is left out, with a warning, until the next look-up)."""
+    entries: list[tuple[tuple[str, str, int], TrunkRef]] = []
+    for tenant in tenants:
+        for trunk in tenant.trunks:
+            ref = TrunkRef(tenant.name, trunk.name)
+            for transport, host, port in trunk_addresses(trunk):
+                addresses = await resolve(host, port)
+                if not addresses:
+                    log.warning(
+                        "trunk %s of %s: %s does not resolve", trunk.name, tenant.name, host
+                    )
+                entries.extend(((transport, address, port), ref) for address in addresses)
+    return TrunkSources(entries)
 
 
 def _relays(config: EdgeConfig) -> MediaRelays | None:

@@ -3,7 +3,9 @@
 The request route of STYLE habit 8 after the transaction layer: in-dialog requests go
 to the call they belong to; out of dialog, OPTIONS is answered (§11), REGISTER goes
 through authentication (401) to the registrar and the location store, INVITE through
-authentication (407) to call control (:mod:`sipedge.calls`). Whatever goes wrong while
+authentication (407) to call control (:mod:`sipedge.calls`), except an INVITE from one
+of the tenants' SIP trunks (:class:`~sipedge.calls.trunks.TrunkSources`: by its source
+address only), which goes to the DID it names. Whatever goes wrong while
 handling a request is answered (a ParseError with its status, a store problem with
 500 and Retry-After) and never takes the process down.
 """
@@ -21,7 +23,9 @@ from typing import Any
 from contracts.snapshot import TenantSnapshot
 from sipedge.adapters.transport import Inbound
 from sipedge.authn import Authenticator, AuthResult, Outcome
-from sipedge.calls import CallControl
+from sipedge.calls import CallControl, Caller
+from sipedge.calls.admission import Refused
+from sipedge.calls.trunks import TrunkSources, inbound_call
 from sipedge.edge import Edge, TransactionUser
 from sipedge.location import Binding, LocationBusy, LocationStore, Source
 from sipedge.registrar import (
@@ -68,6 +72,8 @@ class UserAgent(TransactionUser):
         self.auth = Authenticator(config.nonce_secret, config.nonce_ttl_s, config.digest_algorithms)
         self._tasks: set[asyncio.Task[None]] = set()
         self._edge_name = f"{socket.gethostname()}/{os.getpid()}"
+        #: Where the tenants' trunks send from (set by the process as trunks resolve).
+        self.trunk_sources = TrunkSources()
 
     # -- entry points from the edge ------------------------------------------------------
     def screen(self, request: Request, inbound: Inbound) -> bool:
@@ -85,6 +91,8 @@ class UserAgent(TransactionUser):
             return False
         if method == "INVITE" and not self.edge.accepting:
             return False  # the transaction path answers 503
+        if self._from_trunk(inbound):
+            return False  # a provider is not challenged: its address is what we trust
         _, realm = self._tenant_of(request)
         if self.auth.has_credentials(request, realm):
             return False
@@ -244,12 +252,37 @@ class UserAgent(TransactionUser):
         if not self.edge.accepting:
             self._answer(key, request, 503, "Service Unavailable", [("Retry-After", "5")])
             return
+        if self._from_trunk(inbound):
+            await self._trunk_invite(request, key, inbound)
+            return
         passed = self.authenticate(request, key, inbound)
         if passed is None:
             return
         tenant, result = passed
-        assert result.extension is not None
-        await self.calls.new_call(request, key, inbound, tenant, result.extension)
+        extension = result.extension
+        assert extension is not None
+        caller = Caller(extension.number, extension.display_name)
+        await self.calls.new_call(request, key, inbound, tenant, caller)
+
+    def _from_trunk(self, inbound: Inbound) -> bool:
+        source = inbound.source
+        return bool(self.trunk_sources.at(source.transport, source.host, source.port))
+
+    async def _trunk_invite(self, request: Request, key: TransactionKey, inbound: Inbound) -> None:
+        """An INVITE from a trunk: to the DID it names, for the tenant whose trunk it is."""
+        source = inbound.source
+        refs = self.trunk_sources.at(source.transport, source.host, source.port)
+        found = inbound_call(request, refs, self.tenants.by_name)
+        if isinstance(found, Refused):
+            log.info(
+                "call from trunk refused: %s", found.reason, extra={"call_id": request.call_id}
+            )
+            self._answer(key, request, found.status, found.reason, [])
+            return
+        sender = request.from_
+        number = sender.uri.user if isinstance(sender.uri, SipUri) else None
+        caller = Caller(number or "anonymous", sender.display_name or "", found.trunk.name)
+        await self.calls.new_call(request, key, inbound, found.tenant, caller, found.did)
 
     async def drain(self) -> None:
         if self._tasks:

@@ -8,10 +8,12 @@ store before the caller gets the 2xx, so that any edge process can route its in-
 requests: BYE from either side, re-INVITE and UPDATE (hold, resume, session refresh)
 passed through. The messages themselves are written by :mod:`.build`; with media
 relays configured, :mod:`.anchor` puts each offer and answer (RFC 3264) through one.
+Where a dialled number goes (the tenant's dial plans) and calls in from and out
+through the tenant's SIP trunks are :mod:`.trunks`.
 """
 
 from __future__ import annotations
 
-from sipedge.calls.control import CallControl
+from sipedge.calls.control import CallControl, Caller
 
-__all__ = ["CallControl"]
+__all__ = ["CallControl", "Caller"]

@@ -19,7 +19,9 @@ from typing import Any
 
 from contracts.billing.rating import Rate
 from contracts.billing.store import Disposition
-from contracts.snapshot import Extension, TenantSnapshot
+from contracts.snapshot import TenantSnapshot
+from contracts.trunk import Trunk
+from sipedge.adapters.dns import resolve
 from sipedge.adapters.relay import RelayError
 from sipedge.adapters.transport import Inbound
 from sipedge.calls.admission import UNLIMITED, Admission, Admitted, Refused
@@ -35,7 +37,19 @@ from sipedge.calls.build import (
     unavailable,
 )
 from sipedge.calls.credit import CALLER_LEG, Billed, Credit, rate_of
-from sipedge.dialogs import Call, DialogStore, Leg
+from sipedge.calls.trunks import (
+    Local,
+    Outbound,
+    fails_over,
+    from_uri,
+    presented,
+    proxy_address,
+    to_uri,
+    trunk_invite,
+    with_credentials,
+)
+from sipedge.calls.trunks import route as route_call
+from sipedge.dialogs import DIALOG_TTL_S, Call, DialogStore, Leg
 from sipedge.edge import ClientEvent, ClientHandler, Edge
 from sipedge.location import Binding, LocationStore
 from sipedge.media import RelayAddress
@@ -50,6 +64,35 @@ log = logging.getLogger("sipedge.calls")
 _OFFERS = ("INVITE", "UPDATE")
 #: RFC 3261 §16.7 step 6: the order in which failures are preferred for the caller.
 _FAILURE_PREFERENCE = (486, 600, 603, 404, 604, 488, 606, 415, 480, 408, 503, 500)
+#: A trunk channel held by a call being set up lapses this long after its ring time.
+_CHANNEL_GRACE_S = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls: an extension of the tenant, or someone from a trunk (``trunk``: its
+    name; the call holds one of its channels)."""
+
+    number: str
+    display_name: str = ""
+    trunk: str = ""
+
+
+@dataclass(eq=False)
+class Attempts:
+    """A call going out through trunks, one after the other (issue 6.5)."""
+
+    route: Outbound
+    caller: Caller
+    #: Trunks still to try, in order.
+    pending: list[Trunk]
+    #: The offer for the provider (anchored, or the caller's own).
+    sdp: bytes | None = None
+    #: The trunk being tried and its no-answer timer.
+    trunk: Trunk | None = None
+    timer: asyncio.TimerHandle | None = None
+    #: The final statuses of the trunks tried (for the caller when all fail).
+    statuses: list[int] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -62,6 +105,10 @@ class Fork:
     provisional: bool = False
     final: int | None = None
     cancel_pending: bool = False
+    #: Sent with credentials answering the trunk's challenge (a second one: refused).
+    authorized: bool = False
+    #: CANCELled for want of an answer in time: its final status is no news.
+    abandoned: bool = False
 
 
 @dataclass(eq=False)
@@ -122,6 +169,10 @@ class Setup:
     granted_s: int = 0
     #: The final status the caller got, for the CDR of a call that never connected.
     final_status: int = 0
+    #: Out through trunks: their attempts (None: to an extension's bindings).
+    outbound: Attempts | None = None
+    #: Trunks whose channels this call holds (the one it came in by, the one it goes out).
+    channels: list[str] = field(default_factory=list)
 
 
 class CallControl:
@@ -181,30 +232,41 @@ class CallControl:
         key: TransactionKey,
         inbound: Inbound,
         tenant: TenantSnapshot,
-        caller: Extension,
+        caller: Caller,
+        dialled: str | None = None,
     ) -> None:
+        """Set up a call of ``caller`` to ``dialled`` (the Request-URI's user unless given:
+        a DID from a trunk), where the tenant's dial plans send it."""
         a_tag = self.new_tag()
-        callee_number = invite.uri.user if isinstance(invite.uri, SipUri) else None
-        dialled = callee_number or ""
+        if dialled is None:
+            dialled = (invite.uri.user if isinstance(invite.uri, SipUri) else None) or ""
         if invite.max_forwards == 0:
             self._refuse_attempt(tenant, key, invite, a_tag, caller, dialled, 483, "Too Many Hops")
             return
-        callee = tenant.extension(dialled)
-        if callee is None:
-            refused = Admission.external(tenant, dialled)
-            status, reason = (refused.status, refused.reason) if refused else (404, "Not Found")
+        target = route_call(tenant, dialled)
+        if isinstance(target, Refused):
+            status, reason = target.status, target.reason
             self._refuse_attempt(tenant, key, invite, a_tag, caller, dialled, status, reason)
             return
-        aor = f"sip:{callee.number}@{tenant.domain}"
-        bindings = [
-            b
-            for b in await self.location.lookup(tenant.name, aor, self.edge.wall())
-            if not self._is_us(b)
-        ]
-        if not bindings:
-            status, reason = 480, "Temporarily Unavailable"
-            self._refuse_attempt(tenant, key, invite, a_tag, caller, dialled, status, reason)
-            return
+        bindings: list[Binding] = []
+        if isinstance(target, Local):
+            callee_number = target.callee.number
+            aor = f"sip:{callee_number}@{tenant.domain}"
+            bindings = [
+                b
+                for b in await self.location.lookup(tenant.name, aor, self.edge.wall())
+                if not self._is_us(b)
+            ]
+            if not bindings:
+                status, reason = 480, "Temporarily Unavailable"
+                self._refuse_attempt(tenant, key, invite, a_tag, caller, dialled, status, reason)
+                return
+        else:
+            callee_number, aor = target.number, ""
+            if not target.trunks:
+                status, reason = 503, "Service Unavailable (no trunk to route to)"
+                self._refuse_attempt(tenant, key, invite, a_tag, caller, dialled, status, reason)
+                return
         admitted = await self.admission.admit(tenant, invite.call_id, self.edge.wall())
         if isinstance(admitted, Refused):
             log.info("call refused: %s", admitted.reason, extra={"call_id": invite.call_id})
@@ -225,7 +287,11 @@ class CallControl:
         )
         setup.admitted = admitted
         self._setups[key] = setup
-        if not await self._open_credit(setup, caller, callee):
+        if caller.trunk and not await self._take_channel(setup, caller.trunk):
+            self._refuse(setup, 503, "Service Unavailable (trunk channels busy)")
+            return
+        internal = isinstance(target, Local) and not caller.trunk
+        if not await self._open_credit(setup, caller, callee_number, internal=internal):
             return
         sdp: bytes | None = None
         setup.late_offer = not has_sdp(invite)
@@ -233,10 +299,13 @@ class CallControl:
             sdp = await self._anchor_offer(self.anchor, setup)
             if sdp is None:
                 return
+        if isinstance(target, Outbound):
+            setup.outbound = Attempts(target, caller, list(target.trunks), sdp)
+            await self._next_trunk(setup)
+            return
         shown = f'"{caller.display_name}" ' if caller.display_name else ""
         from_value = f"{shown}<{setup.b_local_uri}>;tag={setup.b_from_tag}"
         to_value = f"<{aor}>"
-        max_forwards = (invite.max_forwards if invite.max_forwards is not None else 70) - 1
         for binding in bindings:
             fork_invite = b_leg_invite(
                 invite,
@@ -244,7 +313,7 @@ class CallControl:
                 from_value=from_value,
                 to_value=to_value,
                 call_id=setup.b_call_id,
-                max_forwards=max_forwards,
+                max_forwards=self._max_forwards(invite),
                 me=self.identity(tenant.name, binding.source.transport),
             )
             if sdp is not None:
@@ -258,13 +327,167 @@ class CallControl:
         loop = asyncio.get_running_loop()
         setup.ring_timer = loop.call_later(tenant.limits.ring_timeout_s, self._ring_timeout, setup)
 
+    @staticmethod
+    def _max_forwards(invite: Request) -> int:
+        return (invite.max_forwards if invite.max_forwards is not None else 70) - 1
+
+    # -- out through trunks ----------------------------------------------------------------
+    async def _next_trunk(self, setup: Setup) -> None:
+        """Try the next trunk of the route: its channel, its address, its INVITE; when
+        none is left, the caller gets the most telling of their failures."""
+        attempts = setup.outbound
+        assert attempts is not None
+        tenant = setup.tenant
+        while attempts.pending and not setup.finished:
+            trunk = attempts.pending.pop(0)
+            if not await self._take_channel(setup, trunk.name):
+                log.info("trunk %s: all channels busy", trunk.name, extra=_fields(setup))
+                attempts.statuses.append(503)
+                continue
+            destination = await self._trunk_peer(trunk)
+            if destination is None:
+                log.warning("trunk %s: its address does not resolve", trunk.name)
+                self._free_channel(setup, trunk.name)
+                attempts.statuses.append(503)
+                continue
+            if _hung_up(setup):  # the caller CANCELled meanwhile
+                self._free_channel(setup, trunk.name)
+                return
+            caller = attempts.caller
+            user, _ = presented(trunk, caller.number, caller.display_name)
+            setup.b_local_uri = from_uri(trunk, user)
+            setup.b_remote_uri = to_uri(trunk, attempts.route.number)
+            invite = trunk_invite(
+                setup.a_invite,
+                trunk,
+                number=attempts.route.number,
+                caller_number=caller.number,
+                caller_name=caller.display_name,
+                call_id=setup.b_call_id,
+                from_tag=setup.b_from_tag,
+                max_forwards=self._max_forwards(setup.a_invite),
+                me=self.identity(tenant.name, destination.transport),
+            )
+            if attempts.sdp is not None:
+                invite.body = attempts.sdp
+            log.info("calling out via trunk %s", trunk.name, extra=_fields(setup))
+            attempts.trunk = trunk
+            self._send_fork(setup, Fork(invite, destination))
+            loop = asyncio.get_running_loop()
+            no_answer_s = attempts.route.no_answer_s
+            attempts.timer = loop.call_later(no_answer_s, self._no_answer, setup, setup.forks[-1])
+            return
+        if not setup.finished:
+            self._fail(setup, _preferred_failure(attempts.statuses))
+
+    def _send_fork(self, setup: Setup, fork: Fork) -> None:
+        setup.forks.append(fork)
+        fork.key = self.edge.request(
+            fork.invite, fork.destination, partial(self._b_event, setup, fork)
+        )
+
+    @staticmethod
+    async def _trunk_peer(trunk: Trunk) -> Peer | None:
+        """Where the trunk's requests go (its outbound proxy, or itself), resolved."""
+        transport, host, port = proxy_address(trunk)
+        addresses = await resolve(host, port)
+        return Peer(transport, addresses[0], port) if addresses else None
+
+    def _trunk_final(self, setup: Setup, fork: Fork, response: Response | None) -> None:
+        """A trunk's final non-2xx answer (None: no answer at all): its challenge answered,
+        the next trunk tried, or the callee's answer passed to the caller."""
+        attempts = setup.outbound
+        assert attempts is not None
+        trunk = attempts.trunk
+        if setup.finished or fork.abandoned or trunk is None:
+            return
+        status = fork.final or 503
+        challenged = response is not None and status in (401, 407)
+        if challenged and not fork.authorized:
+            assert response is not None
+            again = with_credentials(
+                fork.invite,
+                response,
+                username=trunk.auth_username,
+                password=setup.tenant.trunk_password(trunk.name),
+                cnonce=secrets.token_hex(8),
+                via=self.edge.via_for(fork.destination.transport),
+            )
+            if again is not None:
+                self._stop_no_answer(attempts)
+                self._send_fork(setup, Fork(again, fork.destination, authorized=True))
+                attempts.timer = asyncio.get_running_loop().call_later(
+                    attempts.route.no_answer_s, self._no_answer, setup, setup.forks[-1]
+                )
+                return
+        self._stop_no_answer(attempts)
+        if fails_over(status, auth_refused=challenged):
+            log.info("trunk %s failed with %d", trunk.name, status, extra=_fields(setup))
+            self._free_channel(setup, trunk.name)
+            attempts.statuses.append(503 if challenged else status)
+            attempts.trunk = None
+            self._spawn(self._next_trunk(setup))
+            return
+        self._fail(setup, 480 if status in (408, 487) else status)
+
+    def _no_answer(self, setup: Setup, fork: Fork) -> None:
+        """The trunk did not answer in time: CANCEL it and try the next."""
+        attempts = setup.outbound
+        assert attempts is not None
+        attempts.timer = None
+        if setup.finished or fork.final is not None:
+            return
+        fork.abandoned = True
+        self._cancel(fork)
+        if attempts.trunk is not None:
+            log.info("trunk %s: no answer in time", attempts.trunk.name, extra=_fields(setup))
+            self._free_channel(setup, attempts.trunk.name)
+        attempts.trunk = None
+        attempts.statuses.append(480)
+        self._spawn(self._next_trunk(setup))
+
+    @staticmethod
+    def _stop_no_answer(attempts: Attempts) -> None:
+        if attempts.timer is not None:
+            attempts.timer.cancel()
+            attempts.timer = None
+
+    async def _take_channel(self, setup: Setup, trunk_name: str) -> bool:
+        """One of the trunk's channels for this call, if it limits them and has one free."""
+        trunk = setup.tenant.trunk(trunk_name)
+        if trunk is None or not trunk.max_channels:
+            return True
+        now = self.edge.wall()
+        until = now + setup.tenant.limits.ring_timeout_s + _CHANNEL_GRACE_S
+        if setup.outbound is not None:
+            until = max(until, now + setup.outbound.route.no_answer_s + _CHANNEL_GRACE_S)
+        held = await self.admission.quotas.take_slot(
+            setup.tenant.name,
+            setup.a_invite.call_id,
+            trunk.max_channels,
+            until,
+            now,
+            trunk=trunk.name,
+        )
+        if held:
+            setup.channels.append(trunk.name)
+        return held
+
+    def _free_channel(self, setup: Setup, trunk_name: str) -> None:
+        if trunk_name in setup.channels:
+            setup.channels.remove(trunk_name)
+            work = self.admission.quotas.free_slot(
+                setup.tenant.name, setup.a_invite.call_id, trunk=trunk_name
+            )
+            self._spawn(work)
+
     def _refuse_attempt(
         self,
         tenant: TenantSnapshot,
         key: TransactionKey,
         invite: Request,
         a_tag: str,
-        caller: Extension,
+        caller: Caller,
         dialled: str,
         status: int,
         reason: str,
@@ -287,7 +510,9 @@ class CallControl:
         )
         self._spawn(work)
 
-    async def _open_credit(self, setup: Setup, caller: Extension, callee: Extension) -> bool:
+    async def _open_credit(
+        self, setup: Setup, caller: Caller, callee_number: str, *, internal: bool
+    ) -> bool:
         """The call's rate and its caller leg opened in the billing store with a first
         grant (:mod:`.credit`); False when the caller was refused (402, 403: no money or
         no rate; 503: the store failed, or a prepaid call on an edge without one). Without
@@ -298,14 +523,14 @@ class CallControl:
                 return True
             self._refuse(setup, 503, "Billing Unavailable")
             return False
-        rate = rate_of(tenant, callee.number, internal=True)
+        rate = rate_of(tenant, callee_number, internal=internal)
         now_ms = _ms(self.edge.wall())
         if isinstance(rate, Refused):
             self._refuse(setup, rate.status, rate.reason)
             return False
         invoiced = tenant.billing.plan == "postpaid"
         setup.billed = Billed(
-            rate, now_ms, caller.number, callee.number, invoiced, cseq=setup.a_invite.cseq.number
+            rate, now_ms, caller.number, callee_number, invoiced, cseq=setup.a_invite.cseq.number
         )
         opened = await self.credit.open(
             tenant.name, setup.a_invite.call_id, setup.billed, tenant.limits.ring_timeout_s, now_ms
@@ -382,6 +607,8 @@ class CallControl:
             self._spawn(work)
         if call.relay and self.anchor is not None:
             self._spawn(self.anchor.delete(RelayAddress.parse(call.relay), call.a.call_id))
+        for trunk in call.channels:
+            self._spawn(self.admission.quotas.free_slot(call.tenant, call.a.call_id, trunk=trunk))
         if call.holds_slot or call.trial:
             work = self.admission.ended(
                 call.tenant,
@@ -413,10 +640,16 @@ class CallControl:
             else:
                 fork.final = event.status
                 self._settled(fork, _ignore)  # Completed: only ACK retransmissions follow
-                self._maybe_fail(setup)
+                if setup.outbound is not None:
+                    self._trunk_final(setup, fork, event)
+                else:
+                    self._maybe_fail(setup)
         else:
             fork.final = 408 if isinstance(event, TimedOut) else 503
-            self._maybe_fail(setup)
+            if setup.outbound is not None:
+                self._trunk_final(setup, fork, None)
+            else:
+                self._maybe_fail(setup)
 
     def _settled(self, fork: Fork, handler: ClientHandler) -> None:
         """A fork has its final answer: from now on its INVITE transaction (which lingers
@@ -509,6 +742,7 @@ class CallControl:
                 trial=setup.tenant.billing.trial,
                 billed_at_ms=setup.billed.setup_ms if setup.billed is not None else 0,
                 billed_leg=_billed_leg(setup.billed),
+                channels=tuple(setup.channels),
             ),
             response,
             now,
@@ -578,6 +812,11 @@ class CallControl:
                 call.tenant, call.a.call_id, setup.admitted, call.answered_at
             )
             self._spawn(work)
+        for trunk in call.channels:  # held while the call lasts
+            until = call.answered_at + DIALOG_TTL_S
+            self._spawn(
+                self.admission.quotas.renew_slot(call.tenant, call.a.call_id, until, trunk=trunk)
+            )
 
     async def _answered_credit(
         self, setup: Setup, call: Call, billed: Billed
@@ -682,9 +921,7 @@ class CallControl:
         if setup.finished or any(fork.final is None for fork in setup.forks):
             return
         finals = [fork.final for fork in setup.forks if fork.final is not None]
-        status = next((s for s in _FAILURE_PREFERENCE if s in finals), min(finals))
-        status = 480 if status in (408, 487) else status
-        self._fail(setup, status)
+        self._fail(setup, _preferred_failure(finals))
 
     def _fail(self, setup: Setup, status: int) -> None:
         log.info("call failed", extra=_fields(setup, status=status))
@@ -698,6 +935,9 @@ class CallControl:
             603: "Decline",
             600: "Busy Everywhere",
             404: "Not Found",
+            403: "Forbidden",
+            488: "Not Acceptable Here",
+            503: "Service Unavailable",
         }
         self._reply(
             setup.a_key, setup.a_invite, status, reasons.get(status, "Call Failed"), setup.a_tag
@@ -718,6 +958,8 @@ class CallControl:
         if setup.ring_timer is not None:
             setup.ring_timer.cancel()
             setup.ring_timer = None
+        if setup.outbound is not None:
+            self._stop_no_answer(setup.outbound)
 
     def _end_setup(self, setup: Setup, outcome: str) -> None:
         if self._setups.pop(setup.a_key, None) is not None:
@@ -745,6 +987,8 @@ class CallControl:
                 setup.tenant.name, setup.a_invite.call_id, holds_slot=True, now=self.edge.wall()
             )
             self._spawn(work)
+        for trunk in list(setup.channels):
+            self._free_channel(setup, trunk)
 
     def _cancel(self, fork: Fork) -> None:
         """CANCEL a pending fork; before any provisional, wait for one (§9.1)."""
@@ -1099,6 +1343,19 @@ class CallControl:
             self._spawn(self._reanswer(call, request, key, relayed))
         else:
             self.edge.respond(key, relayed)
+
+
+def _hung_up(setup: Setup) -> bool:
+    """Whether the set-up ended while we awaited something (a CANCEL came)."""
+    return setup.finished
+
+
+def _preferred_failure(statuses: list[int]) -> int:
+    """The final status a caller gets of several failures (§16.7 step 6)."""
+    if not statuses:
+        return 503
+    status = next((s for s in _FAILURE_PREFERENCE if s in statuses), min(statuses))
+    return 480 if status in (408, 487) else status
 
 
 def _leg_template(setup: Setup, fork: Fork) -> Leg:
