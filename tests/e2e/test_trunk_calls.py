@@ -1,0 +1,248 @@
+"""Calls through SIP trunks with a real provider (issue 6.3-6.6): Kamailio stands for the
+carrier (it challenges our INVITEs with 407 and relays them to the PSTN), a SIPp UAS for
+the PSTN, a scripted phone for the extension that dials out.
+
+* An extension dials ``0...``: the dial plan rewrites the number and sends it out through
+  the trunk; the provider's 407 is answered with the trunk's credentials (the next CSeq),
+  the PSTN sees the rewritten number and the trunk's caller ID (From and
+  P-Asserted-Identity), the call is answered and ends with the caller's BYE.
+* A first trunk that answers 503 gives way to the second, which completes the call.
+* A trunk with all its channels taken is skipped: with one trunk, the caller gets 503.
+* A phone that pretends to be the provider from another port is challenged like any
+  phone: only the trunk's address is trusted.
+
+Needs the Debian packages kamailio and sip-tester; skipped without them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import EdgeFactory, EdgeProc, write_tenant
+from .provider import Provider, pstn_uas, traced_messages
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from sipbench.scripted import SDP, ScriptedPhone
+from sipedge.sip.message import Response
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("kamailio") is None or shutil.which("sipp") is None,
+    reason="needs the Debian packages kamailio and sip-tester",
+)
+
+PASSWORD_2001 = "pw-2001-test"
+
+
+def trunk_manifest(
+    name: str, tenant: str, provider: Provider, *, max_channels: int = 0, caller_id: str = ""
+) -> str:
+    policy = caller_id or "{policy: trunk}"
+    return textwrap.dedent(f"""
+        apiVersion: cloudpbx.io/v1
+        kind: Trunk
+        metadata: {{name: {name}}}
+        spec:
+          tenant: {tenant}
+          host: {provider.host}
+          port: {provider.port}
+          username: {provider.username}
+          password: {{file: {name}.password}}
+          register: {{enabled: false}}
+          from: {{user: "4930555000", domain: {provider.realm}}}
+          callerId: {policy}
+          maxChannels: {max_channels}
+    """)
+
+
+def dial_plan(tenant: str, trunks: list[str], no_answer_s: int = 30) -> str:
+    return textwrap.dedent(f"""
+        apiVersion: cloudpbx.io/v1
+        kind: DialPlan
+        metadata: {{name: out}}
+        spec:
+          tenant: {tenant}
+          rules:
+            - name: national
+              match: {{prefix: "0"}}
+              strip: 1
+              prepend: "49"
+              route: {{trunks: [{", ".join(trunks)}], noAnswerSeconds: {no_answer_s}}}
+    """)
+
+
+def start_with_trunks(
+    edge_factory: EdgeFactory,
+    providers: dict[str, Provider],
+    *,
+    max_channels: int = 0,
+    caller_id: str = "",
+) -> EdgeProc:
+    tenant = f"tr{id(providers) % 100_000}"
+
+    def manifest(folder: Path) -> None:
+        write_tenant(folder, tenant, f"{tenant}.pbx.test")
+        documents = [
+            trunk_manifest(name, tenant, provider, max_channels=max_channels, caller_id=caller_id)
+            for name, provider in providers.items()
+        ]
+        documents.append(dial_plan(tenant, list(providers)))
+        (folder / "trunks.yaml").write_text("---\n".join(documents), encoding="utf-8")
+        for name, provider in providers.items():
+            (folder / f"{name}.password").write_text(provider.password + "\n", encoding="utf-8")
+
+    return edge_factory(manifest=manifest, tenant=tenant, domain=f"{tenant}.pbx.test")
+
+
+@pytest.fixture
+def provider(tmp_path: Path) -> Iterator[Provider]:
+    with Provider(tmp_path) as running:
+        yield running
+
+
+def caller_phone(edge: EdgeProc) -> ScriptedPhone:
+    return ScriptedPhone("2001", edge.domain, PASSWORD_2001)
+
+
+def test_an_extension_calls_out_through_the_trunk(
+    edge_factory: EdgeFactory, provider: Provider, tmp_path: Path
+) -> None:
+    edge = start_with_trunks(edge_factory, {"carrier-a": provider})
+    caller = caller_phone(edge)
+    try:
+        with pstn_uas(provider, tmp_path) as uas:
+            invite = caller.invite(edge.port, "0301234567")
+            ok = caller.final()
+            assert ok.status == 200
+            assert b"m=audio" in ok.body  # the PSTN's answer
+            target = str(ok.contacts[0].uri)  # type: ignore[index]
+            to = ok.headers.get("To") or ""
+            caller.send(
+                caller.request("ACK", target, to, invite.call_id, invite.cseq.number), edge.port
+            )
+            caller.send(
+                caller.request("BYE", target, to, invite.call_id, invite.cseq.number + 1), edge.port
+            )
+            assert caller.final().status == 200
+            result = uas.wait()
+        assert result.ok, result.describe()
+        invites = provider.invites()
+        assert [(i.status, i.user) for i in invites if i.method == "INVITE"] == [
+            (407, None),  # our first INVITE: challenged
+            (None, provider.username),  # with the trunk's credentials: relayed
+        ]
+        first, second = (i for i in invites if i.method == "INVITE")
+        assert first.call_id == second.call_id
+        assert second.cseq == (first.cseq or 0) + 1
+        messages = traced_messages(result)
+        assert "INVITE sip:49301234567@" in messages  # strip 1, prepend 49
+        assert "From: <sip:4930555000@provider.test>" in messages  # the trunk's caller ID
+        assert "P-Asserted-Identity: <sip:4930555000@provider.test>" in messages
+    finally:
+        caller.close()
+
+
+def test_a_trunk_answering_503_fails_over_to_the_next(
+    edge_factory: EdgeFactory, tmp_path: Path
+) -> None:
+    with (
+        Provider(tmp_path / "a", fail_invites=True) as down,
+        Provider(tmp_path / "b") as up,
+    ):
+        edge = start_with_trunks(edge_factory, {"carrier-a": down, "carrier-b": up})
+        caller = caller_phone(edge)
+        try:
+            with pstn_uas(up, tmp_path) as uas:
+                invite = caller.invite(edge.port, "0301234567")
+                ok = caller.final()
+                assert ok.status == 200
+                target = str(ok.contacts[0].uri)  # type: ignore[index]
+                to = ok.headers.get("To") or ""
+                cseq = invite.cseq.number
+                caller.send(caller.request("ACK", target, to, invite.call_id, cseq), edge.port)
+                caller.send(caller.request("BYE", target, to, invite.call_id, cseq + 1), edge.port)
+                assert caller.final().status == 200
+                assert uas.wait().ok
+        finally:
+            caller.close()
+        assert [i.status for i in down.invites() if i.method == "INVITE"] == [407, 503]
+        assert [i.status for i in up.invites() if i.method == "INVITE"] == [407, None]
+
+
+def test_a_trunk_without_a_free_channel_is_not_used(
+    edge_factory: EdgeFactory, provider: Provider, tmp_path: Path
+) -> None:
+    """maxChannels 1: while one call rings, a second finds no channel (503) and the
+    provider never sees it."""
+    edge = start_with_trunks(edge_factory, {"carrier-a": provider}, max_channels=1)
+    first, second = caller_phone(edge), caller_phone(edge)
+    try:
+        with pstn_uas(provider, tmp_path, server_scenario=_ringing_only(tmp_path)):
+            first.invite(edge.port, "0301234567")
+            ringing = first.receive()
+            while not (isinstance(ringing, Response) and ringing.status == 180):
+                ringing = first.receive()  # the PSTN rings: the call holds the one channel
+            second.invite(edge.port, "0307654321")
+            refused = second.final()
+            assert (refused.status, refused.reason) == (503, "Service Unavailable")
+        relayed = [i for i in provider.invites() if i.method == "INVITE" and i.status is None]
+        assert len(relayed) == 1
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_phone_claiming_a_trunk_contact_from_elsewhere_is_challenged(
+    edge_factory: EdgeFactory, provider: Provider
+) -> None:
+    edge = start_with_trunks(edge_factory, {"carrier-a": provider})
+    impostor = ScriptedPhone("2001", edge.domain, "not-the-password")
+    try:
+        user = f"trunk-carrier-a.{edge.tenant}"
+        request = impostor.request(
+            "INVITE",
+            f"sip:{user}@127.0.0.1:{edge.port}",
+            f"<sip:2002@{edge.domain}>",
+            "impostor-1",
+            1,
+            body=SDP,
+        )
+        impostor.send(request, edge.port)
+        assert impostor.final().status == 407
+    finally:
+        impostor.close()
+
+
+def _ringing_only(workdir: Path) -> Path:
+    """A SIPp UAS that answers 180 and nothing more until its caller gives up."""
+    path = workdir / "pstn_ringing.xml"
+    path.write_text(
+        textwrap.dedent("""\
+            <?xml version="1.0" encoding="ISO-8859-1" ?>
+            <scenario name="ringing only">
+              <recv request="INVITE" />
+              <send>
+                <![CDATA[
+                  SIP/2.0 180 Ringing
+                  [last_Via:]
+                  [last_From:]
+                  [last_To:];tag=[pid]SIPpTag01[call_number]
+                  [last_Call-ID:]
+                  [last_CSeq:]
+                  Content-Length: 0
+
+                ]]>
+              </send>
+              <recv request="CANCEL" timeout="20000" ontimeout="done" />
+              <label id="done" />
+            </scenario>
+        """),
+        encoding="utf-8",
+    )
+    return path
