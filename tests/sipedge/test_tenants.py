@@ -336,6 +336,27 @@ def test_construction_keeps_the_newest_of_one_tenant() -> None:
     assert directory.by_host("sip.acme.example") is None
 
 
+def test_reload_serves_exactly_the_new_set_whatever_the_versions() -> None:
+    directory = TenantDirectory(
+        [snapshot("acme", 5, "acme.example"), snapshot("beta", 1, "b.example")]
+    )
+    edited = snapshot("acme", 1, "new.acme.example")  # a folder edit bumps no version
+    directory.reload([edited])
+    assert directory.by_name("acme") is edited
+    assert directory.by_host("new.acme.example") is edited
+    assert directory.by_host("acme.example") is None
+    assert directory.by_name("beta") is None
+
+
+def test_a_reload_with_a_host_conflict_changes_nothing() -> None:
+    first = snapshot("acme", 1, "acme.example")
+    directory = TenantDirectory([first])
+    with pytest.raises(TenantConflict):
+        directory.reload([snapshot("x", 1, "same.example"), snapshot("y", 1, "same.example")])
+    assert directory.by_name("acme") is first
+    assert len(directory) == 1
+
+
 def test_remove() -> None:
     directory = TenantDirectory([DEMO, ACME])
     assert directory.remove("demo") is DEMO

@@ -7,6 +7,10 @@ relays (one ng socket per process, health pings); unset: media is never anchored
 Housekeeping refreshes the gauges and, on worker 0, sends keep-alive OPTIONS to NATed
 UDP bindings so their pinholes stay open; every worker re-resolves where the tenants'
 trunks send from, so that their calls are recognised (:mod:`sipedge.calls.trunks`).
+Every worker also reads its manifest folder again when a file in it changes: a tenant,
+trunk or dial plan edited there is served within :data:`MANIFEST_POLL_S`; a folder that
+no longer compiles is logged (file, document, field) and the tenants as they were are
+kept serving.
 """
 
 from __future__ import annotations
@@ -42,7 +46,13 @@ from sipedge.metrics import Metrics
 from sipedge.quotas import MemoryQuotas, Quotas
 from sipedge.sip.message import Request
 from sipedge.sip.transaction import Peer
-from sipedge.tenants import TenantDirectory, load_manifest_folder
+from sipedge.tenants import (
+    ManifestFolderError,
+    TenantConflict,
+    TenantDirectory,
+    folder_state,
+    load_manifest_folder,
+)
 from sipedge.ua import UserAgent
 
 log = logging.getLogger("sipedge.app")
@@ -50,6 +60,8 @@ log = logging.getLogger("sipedge.app")
 GAUGE_INTERVAL_S = 5.0
 #: How often the addresses of the tenants' trunks are looked up again (their DNS).
 TRUNK_SOURCES_INTERVAL_S = 300.0
+#: How often the manifest folder is checked for changes.
+MANIFEST_POLL_S = 1.0
 #: How often each edge process settles the legs of edges that died (their reservations
 #: expired): a dead edge's call is billed within this of its grace.
 RECOVER_INTERVAL_S = 10.0
@@ -105,6 +117,7 @@ class EdgeProcess:
             await self.relays.start()
         self._housekeeping.append(asyncio.create_task(self._gauges()))
         self._housekeeping.append(asyncio.create_task(self._trunk_sources()))
+        self._housekeeping.append(asyncio.create_task(self._watch_manifests()))
         if self.worker == 0:
             self._housekeeping.append(asyncio.create_task(self._keepalives()))
         log.info(
@@ -136,13 +149,16 @@ class EdgeProcess:
         and a bare edge work too), and the recovery of dead edges' legs."""
         store = self.billing = await open_store(url)
         await store.migrate()
+        await self._provision_accounts(store)
+        self.calls.credit = credit = Credit(store, self.config.credit_slice_s)
+        self._housekeeping.append(asyncio.create_task(self._recover(credit)))
+
+    async def _provision_accounts(self, store: BillingStore) -> None:
         for tenant in self.tenants:
             await store.upsert_tenant(
                 tenant.name, plan=tenant.billing.plan, currency=tenant.billing.currency
             )
             await store.create_account(tenant.name, ACCOUNT)
-        self.calls.credit = credit = Credit(store, self.config.credit_slice_s)
-        self._housekeeping.append(asyncio.create_task(self._recover(credit)))
 
     async def _recover(self, credit: Credit) -> None:
         """Settle the legs whose edge died (:mod:`sipedge.calls.credit`), every edge
@@ -161,6 +177,31 @@ class EdgeProcess:
                     await self.calls.end_recovered(cdr.tenant, cdr.call_id)
                 except Exception:
                     log.exception("recovered call-id=%s not ended", cdr.call_id)
+
+    async def _watch_manifests(self) -> None:
+        """Serve the manifest folder as it is edited; a broken edit changes nothing."""
+        folder = self.config.manifests
+        seen = folder_state(folder)
+        while True:
+            await asyncio.sleep(MANIFEST_POLL_S)
+            state = folder_state(folder)
+            if state == seen:
+                continue
+            seen = state
+            try:
+                snapshots = await asyncio.to_thread(load_manifest_folder, folder)
+                self.tenants.reload(snapshots)
+            except (ManifestFolderError, TenantConflict) as error:
+                log.error("manifests not reloaded, still serving the last good ones: %s", error)
+                continue
+            log.info("manifests reloaded: %d tenants", len(snapshots))
+            await self._tenants_changed()
+
+    async def _tenants_changed(self) -> None:
+        """What follows the tenants: where their trunks send from, their accounts."""
+        self.ua.trunk_sources = await trunk_sources(self.tenants)
+        if self.billing is not None:
+            await self._provision_accounts(self.billing)
 
     async def _trunk_sources(self) -> None:
         while True:

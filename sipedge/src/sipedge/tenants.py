@@ -99,6 +99,23 @@ def load_manifest_folder(folder: str | os.PathLike[str] | Traversable) -> list[T
     return [beside.attach(document, snapshot) for document, snapshot in compiled]
 
 
+def folder_state(folder: str | os.PathLike[str]) -> tuple[tuple[str, int, int], ...]:
+    """What changes when a file in ``folder`` is edited, added or removed: each file's
+    name, modification time (ns) and size (empty when the folder cannot be read)."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError:
+        return ()
+    state = []
+    for entry in entries:
+        try:
+            stat = entry.stat()
+        except OSError:
+            continue
+        state.append((entry.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(state)
+
+
 def _is_manifest(entry: Traversable) -> bool:
     return (
         entry.is_file()
@@ -362,6 +379,13 @@ class TenantDirectory:
         self._by_name[snapshot.name] = snapshot
         self._by_host.update(dict.fromkeys(snapshot.hosts, snapshot))
         return True
+
+    def reload(self, snapshots: Iterable[TenantSnapshot]) -> None:
+        """Serve exactly ``snapshots`` (a manifest folder read again: it is the truth,
+        whatever the versions say). Raises :class:`TenantConflict`, changing nothing,
+        when two of them claim one host."""
+        fresh = TenantDirectory(snapshots)
+        self._by_name, self._by_host = fresh._by_name, fresh._by_host
 
     def remove(self, name: str) -> TenantSnapshot | None:
         """Stops serving tenant ``name``; returns the snapshot it served, if any."""
