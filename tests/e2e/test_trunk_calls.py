@@ -16,9 +16,11 @@ Needs the Debian packages kamailio and sip-tester; skipped without them.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +28,7 @@ import pytest
 
 from .conftest import EdgeFactory, EdgeProc, write_tenant
 from .provider import Provider, pstn_uas, traced_messages
+from .test_prepaid_calls import cdrs_and_balance, top_up
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
@@ -83,11 +86,16 @@ def start_with_trunks(
     *,
     max_channels: int = 0,
     caller_id: str = "",
+    billing: str = "",
+    extra_args: tuple[str, ...] = (),
 ) -> EdgeProc:
-    tenant = f"tr{id(providers) % 100_000}"
+    tenant = f"tr{secrets.token_hex(3)}"
 
     def manifest(folder: Path) -> None:
         write_tenant(folder, tenant, f"{tenant}.pbx.test")
+        if billing:
+            path = folder / f"{tenant}.yaml"
+            path.write_text(path.read_text().replace("  limits:", billing + "  limits:"))
         documents = [
             trunk_manifest(name, tenant, provider, max_channels=max_channels, caller_id=caller_id)
             for name, provider in providers.items()
@@ -97,7 +105,9 @@ def start_with_trunks(
         for name, provider in providers.items():
             (folder / f"{name}.password").write_text(provider.password + "\n", encoding="utf-8")
 
-    return edge_factory(manifest=manifest, tenant=tenant, domain=f"{tenant}.pbx.test")
+    return edge_factory(
+        manifest=manifest, tenant=tenant, domain=f"{tenant}.pbx.test", extra_args=extra_args
+    )
 
 
 @pytest.fixture
@@ -144,6 +154,57 @@ def test_an_extension_calls_out_through_the_trunk(
         assert "INVITE sip:49301234567@" in messages  # strip 1, prepend 49
         assert "From: <sip:4930555000@provider.test>" in messages  # the trunk's caller ID
         assert "P-Asserted-Identity: <sip:4930555000@provider.test>" in messages
+    finally:
+        caller.close()
+
+
+#: Calls out are rated by the tenant's table (1.20 a minute to 49..., by the second); its
+#: internal calls are free.
+PREPAID = (
+    "  billing:\n    plan: prepaid\n    currency: EUR\n"
+    '    rates: [{prefix: "49", perMinute: "1.20", connectFee: "0.10", increments: 1/1}]\n'
+)
+
+
+def test_a_call_out_is_rated_and_charged_to_the_prepaid_tenant(
+    edge_factory: EdgeFactory, provider: Provider, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'billing.db'}"
+    edge = start_with_trunks(
+        edge_factory,
+        {"carrier-a": provider},
+        billing=PREPAID,
+        extra_args=("--billing", url, "--credit-slice", "2"),
+    )
+    caller = caller_phone(edge)
+    try:
+        broke = caller.invite(edge.port, "0301234567")  # no money yet
+        refused = caller.final()
+        assert (refused.status, refused.reason) == (402, "Insufficient Balance")
+        caller.ack_failure(broke, refused, edge.port)
+        top_up(url, edge.tenant, 1_000_000)
+        with pstn_uas(provider, tmp_path) as uas:
+            invite = caller.invite(edge.port, "0301234567")
+            ok = caller.final()
+            assert ok.status == 200
+            target = str(ok.contacts[0].uri)  # type: ignore[index]
+            to = ok.headers.get("To") or ""
+            cseq = invite.cseq.number
+            caller.send(caller.request("ACK", target, to, invite.call_id, cseq), edge.port)
+            time.sleep(2.2)
+            caller.send(caller.request("BYE", target, to, invite.call_id, cseq + 1), edge.port)
+            assert caller.final().status == 200
+            assert uas.wait().ok
+        cdrs, balance = cdrs_and_balance(url, edge.tenant, 3)
+        answered = [c for c in cdrs if c.leg == "A" and c.call_id == invite.call_id]
+        assert len(answered) == 1
+        cdr = answered[0]
+        assert cdr.callee == "49301234567"
+        assert cdr.rate is not None
+        assert cdr.rate.prefix == "49"
+        assert cdr.billable_s >= 2
+        assert cdr.amount_micros == 100_000 + cdr.billable_s * 20_000
+        assert balance == 1_000_000 - cdr.amount_micros
     finally:
         caller.close()
 

@@ -592,7 +592,7 @@ class CallControl:
                 None,
                 call.billed_at_ms,
                 _user(call.a.remote_uri),
-                _user(call.a.local_uri),
+                _user(call.b.remote_uri),  # the number called (after the dial plan)
                 caller_leg=call.billed_leg or CALLER_LEG,
             )
             work = self.credit.settle(
