@@ -205,6 +205,31 @@ def test_disabling_unregisters_and_stops() -> None:
         registration.wait_over()
 
 
+def test_the_unregister_answers_its_one_challenge() -> None:
+    registration = Registration(ACCOUNT)
+    registrar = Registrar()
+    run(registration, registrar, registration.start())
+    bye = registration.disable()
+    challenge = registrar.handle(bye)
+    again = registration.answer(challenge, cnonce="77aa", jitter=0.5)
+    assert isinstance(again, Register)
+    assert (again.cseq, again.expires_s) == (bye.cseq + 1, 0)
+    assert again.authorization is not None
+    assert registration.answer(registrar.handle(again), cnonce="77ab", jitter=0.5) == Wait(0.0)
+    assert len(registrar.verified) == 2
+    assert registration.answer(challenge, cnonce="77ac", jitter=0.5) == Wait(0.0)  # once only
+    assert registration.status == Status(State.DISABLED)
+
+
+def test_an_unreachable_registrar_is_a_503_retried_after_the_back_off() -> None:
+    registration = Registration(ACCOUNT, backoff_base_s=2.0)
+    registration.start()
+    wait = registration.unreachable("cannot resolve sip.carrier.example", jitter=1.0)
+    assert wait == Wait(2.0)
+    assert registration.status == Status(State.FAILED, 503, "cannot resolve sip.carrier.example", 1)
+    assert registration.wait_over().cseq == 2
+
+
 @pytest.mark.parametrize(
     ("tenant", "trunk"), [("acme", "carrier-a"), ("acme.example", "b"), ("t-1.x.y", "c-2")]
 )

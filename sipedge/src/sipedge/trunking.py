@@ -11,6 +11,8 @@ jitter, the cnonce) comes in as values.
 * A 200 registers the trunk for what the registrar granted (our Contact's ``expires``,
   else the Expires header, else what was asked), refreshed ahead of time: at half the
   time for short grants, 60 s before the end for long ones.
+* Disabling sends the REGISTER that removes the binding (Expires 0), answering its one
+  challenge: a provider challenges every REGISTER, the unregister too.
 * Anything else (a 403, a 5xx, a timeout, two challenges in a row) leaves the trunk
   Failed with the status and reason, tried again after an exponential back-off with
   jitter (``base * 2**(failures-1)`` capped at ``most``, then scaled by 0.5-1.0), so a
@@ -143,8 +145,10 @@ class Registration:
         return self.start()
 
     def disable(self) -> Register:
-        """Stop: the REGISTER that removes the binding (Expires 0); the trunk is Disabled."""
+        """Stop: the REGISTER that removes the binding (Expires 0); the trunk is Disabled.
+        Its challenge is answered once (:meth:`answer`); nothing else about it is."""
         self.status = Status(State.DISABLED)
+        self._expires_s, self._answered = 0, None
         return Register(self._next_cseq(), 0)
 
     def answer(self, response: Response, *, cnonce: str, jitter: float) -> Register | Wait:
@@ -152,7 +156,7 @@ class Registration:
         fresh random token; ``jitter``: a random number in [0, 1)."""
         status, reason = response.status, response.reason
         if self.status.state is State.DISABLED:
-            return Wait(0.0)
+            return self._unregister_challenged(response, cnonce)
         if status in (401, 407):
             return self._challenged(response, cnonce=cnonce, jitter=jitter)
         if status == 423:
@@ -167,23 +171,31 @@ class Registration:
         """The REGISTER got no final response (its transaction timed out)."""
         return self._failed(408, "Request Timeout", jitter)
 
+    def unreachable(self, reason: str, *, jitter: float) -> Wait:
+        """The REGISTER could not be sent (the registrar's name did not resolve, no
+        connection): a 503, as RFC 3261 §8.1.3.1 treats a transport error."""
+        return self._failed(503, reason, jitter)
+
     # -- the cases ---------------------------------------------------------------------
     def _challenged(self, response: Response, *, cnonce: str, jitter: float) -> Register | Wait:
-        header = WWW_AUTHENTICATE if response.status == 401 else PROXY_AUTHENTICATE
-        challenges: list[Challenge] = []
-        for value in response.headers.lines(header):
-            try:
-                challenges.append(parse_challenge(value, header))
-            except ParseError:
-                continue
-        chosen = choose_challenge(challenges)
-        if chosen is None or not is_answerable(chosen):
+        chosen, header = _chosen_challenge(response)
+        if chosen is None:
             return self._failed(
                 response.status, f"{response.reason} (no challenge we answer)", jitter
             )
         stale = (chosen.get("stale") or "").lower() == "true"
         if self._answered is not None and not stale:  # our credentials were refused
             return self._failed(response.status, response.reason, jitter)
+        self._answered, self._nc = (chosen, header), 0
+        return self._register(cnonce)
+
+    def _unregister_challenged(self, response: Response, cnonce: str) -> Register | Wait:
+        """The unregister (Expires 0) answers its first challenge; anything else ends it."""
+        if response.status not in (401, 407) or self._answered is not None:
+            return Wait(0.0)
+        chosen, header = _chosen_challenge(response)
+        if chosen is None:
+            return Wait(0.0)
         self._answered, self._nc = (chosen, header), 0
         return self._register(cnonce)
 
@@ -219,7 +231,7 @@ class Registration:
             )
             name = AUTHORIZATION if header == WWW_AUTHENTICATE else PROXY_AUTHORIZATION
             authorization = (name, credentials.to_header_value())
-        if self.status.state is not State.REGISTERED:
+        if self.status.state not in (State.REGISTERED, State.DISABLED):
             self.status = replace(self.status, state=State.REGISTERING)
         return Register(self._next_cseq(), self._expires_s, authorization)
 
@@ -246,6 +258,19 @@ class Registration:
         if granted_s <= 2 * REFRESH_AHEAD_S:
             return granted_s / 2
         return float(granted_s - REFRESH_AHEAD_S)
+
+
+def _chosen_challenge(response: Response) -> tuple[Challenge | None, str]:
+    """The challenge of a 401 or 407 we answer (the strongest), and its header's name."""
+    header = WWW_AUTHENTICATE if response.status == 401 else PROXY_AUTHENTICATE
+    challenges: list[Challenge] = []
+    for value in response.headers.lines(header):
+        try:
+            challenges.append(parse_challenge(value, header))
+        except ParseError:
+            continue
+    chosen = choose_challenge(challenges)
+    return (chosen if chosen is not None and is_answerable(chosen) else None), header
 
 
 def _same_contact(uri: object, contact: str) -> bool:
