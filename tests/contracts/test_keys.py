@@ -25,6 +25,7 @@ from contracts.keys import (
     tenant_key_pattern,
     trunk_channels_key,
     trunk_lease_key,
+    trunk_status_key,
     unescape,
 )
 
@@ -46,6 +47,7 @@ KEYS = [
     (active_calls_key("demo"), "cloudpbx:v1:{demo}:active-calls"),
     (trunk_lease_key("demo", "carrier-a"), "cloudpbx:v1:{demo}:trunk-lease:carrier-a"),
     (trunk_channels_key("demo", "carrier-a"), "cloudpbx:v1:{demo}:trunk-channels:carrier-a"),
+    (trunk_status_key("demo", "carrier-a"), "cloudpbx:v1:{demo}:trunk-status:carrier-a"),
     (tenant_key_pattern("demo"), "cloudpbx:v1:{demo}:*"),
 ]
 
@@ -76,7 +78,7 @@ def test_escape(part: str, escaped: str) -> None:
 
 
 TenantKey = Callable[[str, str], str]
-PER_PART: list[TenantKey] = [bindings_key, dialog_key]
+PER_PART: list[TenantKey] = [bindings_key, dialog_key, trunk_lease_key, trunk_status_key]
 
 
 @pytest.mark.parametrize("key", PER_PART)

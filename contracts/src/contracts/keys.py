@@ -14,6 +14,9 @@ Lua script or MULTI may span them::
     cloudpbx:v1:{t}:bindings-index   zset     every binding of the tenant, by expiry
     cloudpbx:v1:{t}:bindings-nat     zset     the bindings needing NAT keep-alives
     cloudpbx:v1:{t}:active-calls     set      A-leg Call-IDs of the calls in progress
+    cloudpbx:v1:{t}:trunk-lease:<n>  string   the edge process registering trunk <n>
+    cloudpbx:v1:{t}:trunk-status:<n> string   contracts.trunk_status.TrunkStatus JSON,
+                                              written by that edge, with a TTL
 
 The operator writes the snapshot, updates the domain index, then publishes a notice; an
 edge that reads a notice GETs the snapshot key (a missing key means the tenant is gone)
@@ -109,6 +112,13 @@ def trunk_lease_key(tenant: str, trunk: str) -> str:
     """String: the edge process that holds the trunk's registration (its lease, with a
     TTL it renews; sipedge.leases)."""
     return f"{_tenant_prefix(tenant)}trunk-lease:{escape(trunk)}"
+
+
+def trunk_status_key(tenant: str, trunk: str) -> str:
+    """String: the trunk's registration status as its lease holder last wrote it
+    (``contracts.trunk_status.TrunkStatus`` JSON), with a TTL a few times the holder's
+    renew interval, so that a dead holder's status lapses instead of lying."""
+    return f"{_tenant_prefix(tenant)}trunk-status:{escape(trunk)}"
 
 
 def trial_seconds_key(tenant: str, day: str) -> str:
