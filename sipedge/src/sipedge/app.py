@@ -5,12 +5,13 @@ every other edge process; unset: in this process's memory (``cloudpbx dev``).
 ``relays`` set: calls of tenants with ``media.anchor`` are anchored on those media
 relays (one ng socket per process, health pings); unset: media is never anchored.
 Housekeeping refreshes the gauges and, on worker 0, sends keep-alive OPTIONS to NATed
-UDP bindings so their pinholes stay open; every worker re-resolves where the tenants'
-trunks send from, so that their calls are recognised (:mod:`sipedge.calls.trunks`).
-Every worker also reads its manifest folder again when a file in it changes: a tenant,
-trunk or dial plan edited there is served within :data:`MANIFEST_POLL_S`; a folder that
-no longer compiles is logged (file, document, field) and the tenants as they were are
-kept serving.
+UDP bindings so their pinholes stay open. Worker 0 also registers the tenants' trunks
+whose leases it gets (:mod:`sipedge.registrations`; leases and statuses in Redis, or in
+memory without it). Every worker re-resolves where the tenants' trunks send from, so
+that their calls are recognised (:mod:`sipedge.calls.trunks`), and reads its manifest
+folder again when a file in it changes: a tenant, trunk or dial plan edited there is
+served within :data:`MANIFEST_POLL_S`; a folder that no longer compiles is logged (file,
+document, field) and the tenants as they were are kept serving.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import gc
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterable
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -29,9 +31,11 @@ from contracts.stores.url import open_store
 from sipedge.adapters.dns import resolve
 from sipedge.adapters.memory_location import MemoryLocationStore
 from sipedge.adapters.redis_dialogs import RedisDialogStore
+from sipedge.adapters.redis_leases import RedisLeases
 from sipedge.adapters.redis_location import RedisLocationStore
 from sipedge.adapters.redis_pipe import RedisPipe
 from sipedge.adapters.redis_quotas import RedisQuotas
+from sipedge.adapters.redis_trunk_status import RedisStatusBoard
 from sipedge.adapters.relay import MediaRelays, Retransmission
 from sipedge.calls import CallControl
 from sipedge.calls.admission import Admission
@@ -41,9 +45,17 @@ from sipedge.calls.trunks import TrunkRef, TrunkSources, trunk_addresses
 from sipedge.config import EdgeConfig
 from sipedge.dialogs import DialogStore, MemoryDialogStore
 from sipedge.edge import Edge
+from sipedge.leases import Leases, MemoryLeases
 from sipedge.location import Binding, LocationStore
 from sipedge.metrics import Metrics
 from sipedge.quotas import MemoryQuotas, Quotas
+from sipedge.registrations import (
+    MemoryStatusBoard,
+    Settings,
+    StatusBoard,
+    TrunkRegistrations,
+    holder_id,
+)
 from sipedge.sip.message import Request
 from sipedge.sip.transaction import Peer
 from sipedge.tenants import (
@@ -53,6 +65,7 @@ from sipedge.tenants import (
     folder_state,
     load_manifest_folder,
 )
+from sipedge.trunking import BACKOFF_BASE_S
 from sipedge.ua import UserAgent
 
 log = logging.getLogger("sipedge.app")
@@ -105,6 +118,7 @@ class EdgeProcess:
         self.edge.tu = self.ua
         self._housekeeping: list[asyncio.Task[None]] = []
         self.billing: BillingStore | None = None
+        self.trunks: TrunkRegistrations | None = None
 
     async def start(self) -> None:
         if self.config.metrics_port is not None:
@@ -120,6 +134,8 @@ class EdgeProcess:
         self._housekeeping.append(asyncio.create_task(self._watch_manifests()))
         if self.worker == 0:
             self._housekeeping.append(asyncio.create_task(self._keepalives()))
+            self.trunks = self._trunk_registrations()
+            self.trunks.sync(self.tenants)
         log.info(
             "edge worker %d listening on %s",
             self.worker,
@@ -132,6 +148,8 @@ class EdgeProcess:
         self.edge.accepting = False
         for task in self._housekeeping:
             task.cancel()
+        if self.trunks is not None:  # first: another edge takes the trunks over at once
+            await self.trunks.stop()
         await self.ua.drain()
         await self.edge.stop()
         if self.relays is not None:
@@ -142,6 +160,30 @@ class EdgeProcess:
             await self.redis.aclose()
         if self.billing is not None:
             await self.billing.close()
+
+    def _trunk_registrations(self) -> TrunkRegistrations:
+        """The trunk registrations, sharing leases and statuses with every edge (Redis)."""
+        config = self.config
+        leases: Leases
+        board: StatusBoard
+        if self.redis is not None:
+            leases, board = RedisLeases(self.redis), RedisStatusBoard(self.redis)
+        else:
+            leases, board = MemoryLeases(time.time), MemoryStatusBoard()
+        settings = Settings(
+            lease_ttl_s=config.trunk_lease_ttl_s,
+            renew_s=config.trunk_lease_renew_s,
+            backoff_base_s=config.trunk_backoff_base_s or BACKOFF_BASE_S,
+        )
+        return TrunkRegistrations(
+            self.edge,
+            leases,
+            board,
+            self.metrics,
+            holder=holder_id(),
+            user_agent=config.user_agent,
+            settings=settings,
+        )
 
     async def _open_billing(self, url: str) -> None:
         """The billing store, migrated, with the account of each tenant loaded from the
@@ -198,7 +240,10 @@ class EdgeProcess:
             await self._tenants_changed()
 
     async def _tenants_changed(self) -> None:
-        """What follows the tenants: where their trunks send from, their accounts."""
+        """What follows the tenants: their trunks' registrations (worker 0), where their
+        trunks send from, their accounts."""
+        if self.trunks is not None:
+            self.trunks.sync(self.tenants)
         self.ua.trunk_sources = await trunk_sources(self.tenants)
         if self.billing is not None:
             await self._provision_accounts(self.billing)

@@ -78,6 +78,24 @@ def _parser() -> argparse.ArgumentParser:
         default=60,
         help="seconds of talk time a prepaid call reserves ahead, extended as it runs",
     )
+    run.add_argument(
+        "--trunk-lease-ttl",
+        type=float,
+        default=30.0,
+        help="seconds a trunk registration's lease lasts unless renewed (takeover time)",
+    )
+    run.add_argument(
+        "--trunk-lease-renew",
+        type=float,
+        default=None,
+        help="seconds between renewals of a held trunk lease (default: a third of the TTL)",
+    )
+    run.add_argument(
+        "--trunk-backoff-base",
+        type=float,
+        default=None,
+        help="seconds before the first retry of a failed trunk registration (doubling)",
+    )
     _common(run)
     dev = commands.add_parser("dev", help="run on embedded defaults with the demo tenant")
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -156,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         relay_ping_interval_s=args.relay_ping_interval,
         billing_url=args.billing_url,
         credit_slice_s=args.credit_slice,
+        trunk_lease_ttl_s=args.trunk_lease_ttl,
+        trunk_lease_renew_s=args.trunk_lease_renew,
+        trunk_backoff_base_s=args.trunk_backoff_base,
         **({"nonce_secret": secret} if secret else {}),
     )
     load_manifest_folder(config.manifests)  # fail fast, with the file and field named

@@ -84,6 +84,13 @@ class EdgeConfig:
     billing_url: str | None = None
     #: Talk time a prepaid call holds ahead (sipedge.calls.credit.SLICE_S).
     credit_slice_s: int = 60
+    #: A trunk registration's lease (sipedge.registrations): held this long unless
+    #: renewed, renewed this often (None: a third of the TTL). Another edge takes a
+    #: dead holder's trunks over within about the TTL.
+    trunk_lease_ttl_s: float = 30.0
+    trunk_lease_renew_s: float | None = None
+    #: The first wait after a failed trunk registration (None: sipedge.trunking's).
+    trunk_backoff_base_s: float | None = None
 
     def __reduce__(self) -> tuple[type[EdgeConfig], tuple[object, ...]]:
         """Rebuilt through __init__ when unpickled (see :meth:`Listen.__reduce__`)."""

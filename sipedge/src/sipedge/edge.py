@@ -256,6 +256,19 @@ class Edge:
         shown = f"[{host}]" if ":" in host else host
         return f"SIP/2.0/{transport} {shown}:{port};branch={self.layer.new_branch()};rport"
 
+    def contact(self, user: str, transport: str = "UDP") -> str:
+        """A Contact (in angle brackets) of ours: ``user`` at our advertised address and
+        shared port, with the transport it is reached over."""
+        port = self.config.listens[0].port
+        host = self.config.advertised_host
+        shown = f"[{host}]" if ":" in host else host
+        return f"<sip:{user}@{shown}:{port};transport={transport.lower()}>"
+
+    async def connect(self, destination: Peer) -> None:
+        """Open a TCP connection for requests to ``destination`` (UDP: nothing to do);
+        OSError when it cannot be opened."""
+        await self.transports.connect(destination)
+
     async def start(self) -> None:
         await self.transports.start(
             self.config.listens, reuse_port=self.config.workers > 1, group=self.group

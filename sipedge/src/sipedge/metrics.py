@@ -1,4 +1,5 @@
-"""Prometheus metrics of the edge: registrations, calls, SIP traffic, auth, transactions.
+"""Prometheus metrics of the edge: registrations, calls, SIP traffic, auth, transactions,
+and the registrations of the trunks this process holds.
 
 One :class:`Metrics` object per process owns its own registry (no module globals, so
 tests can build as many as they like). Traffic counters are labelled by method and
@@ -9,12 +10,14 @@ labelled by tenant name. With several worker processes each serves its own
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from contracts.trunk_status import STATES
 from sipedge.sip.parser import KNOWN_METHODS
 
 
@@ -64,6 +67,32 @@ class Metrics:
         self.calls = Counter(
             "sip_calls", "Calls ended, by outcome", ["tenant", "outcome"], registry=r
         )
+
+        self.trunk_states = Gauge(
+            "sip_trunk_registration_state",
+            "1 for the state of a trunk's registration, 0 for the others (on its holder only)",
+            ["tenant", "trunk", "state"],
+            registry=r,
+        )
+        self.trunk_failures = Counter(
+            "sip_trunk_register_failures",
+            "Trunk registrations that failed (a refusal, timeout or unreachable registrar)",
+            ["tenant", "trunk"],
+            registry=r,
+        )
+
+    def trunk_state(self, tenant: str, trunk: str, state: str | None) -> None:
+        """The trunk's registration is in ``state``; None: this process no longer holds
+        it (its series go, so that only the holder shows one)."""
+        for each in STATES:
+            if state is None:
+                with contextlib.suppress(KeyError):
+                    self.trunk_states.remove(tenant, trunk, each)
+            else:
+                self.trunk_states.labels(tenant, trunk, each).set(1 if each == state else 0)
+
+    def trunk_failed(self, tenant: str, trunk: str) -> None:
+        self.trunk_failures.labels(tenant, trunk).inc()
 
     def request_in(self, method: str) -> None:
         self._requests_in.add(_method(method))

@@ -208,6 +208,8 @@ class Registration:
         return self._register(cnonce)
 
     def _failed(self, status: int, reason: str, jitter: float) -> Wait:
+        if self.status.state is State.DISABLED:  # the unregister failed: nothing to retry
+            return Wait(0.0)
         failures = self.status.failures + 1
         self.status = Status(State.FAILED, status, reason, failures)
         self._answered = None

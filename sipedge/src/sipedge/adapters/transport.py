@@ -184,6 +184,7 @@ class Transports:
         self._deliver = deliver
         self._udp: dict[Listen, _Udp] = {}
         self._servers: list[asyncio.Server] = []
+        self._tcp_listens: list[Listen] = []
         self._connections: dict[tuple[str, int], _Tcp] = {}
         self._group: WorkerGroup | None = None
         self._inbox: asyncio.DatagramTransport | None = None
@@ -212,6 +213,7 @@ class Transports:
                     reuse_port=reuse_port,
                 )
                 self._servers.append(server)
+                self._tcp_listens.append(listen)
 
     async def _join(self, group: WorkerGroup, loop: asyncio.AbstractEventLoop) -> None:
         """Open this worker's inbox for responses its siblings received (WorkerGroup)."""
@@ -253,6 +255,18 @@ class Transports:
             if (":" in listen.host) == want_v6:
                 return listen
         return None
+
+    async def connect(self, peer: Peer) -> None:
+        """Open a TCP connection to ``peer`` unless one is open, for a request we send
+        over TCP (RFC 3261 §18.1.1; responses come back on it). Raises OSError when it
+        cannot be opened, or when we have no TCP listener to take the peer's requests."""
+        if peer.transport != "TCP" or (peer.host, peer.port) in self._connections:
+            return
+        if not self._tcp_listens:
+            raise OSError(f"no TCP listener to reach {peer} from")
+        listen = self._tcp_listens[0]
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: _Tcp(self, listen), peer.host, peer.port)
 
     def send(self, data: bytes, peer: Peer, via: Listen | None = None) -> bool:
         """Send ``data``; False when no socket can carry it (a transport error)."""

@@ -218,11 +218,7 @@ class CallControl:
         tells us whose dialog store entry to read (built once per tenant and transport)."""
         contact = self._contacts.get((tenant, transport))
         if contact is None:
-            listen = self.edge.config.listens[0]
-            host = self.edge.config.advertised_host
-            shown = f"[{host}]" if ":" in host else host
-            contact = f"<sip:{tenant}@{shown}:{listen.port};transport={transport.lower()}>"
-            self._contacts[(tenant, transport)] = contact
+            contact = self._contacts[(tenant, transport)] = self.edge.contact(tenant, transport)
         return contact
 
     # -- a new call ------------------------------------------------------------------------
