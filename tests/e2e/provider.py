@@ -176,7 +176,8 @@ class Provider:
     ``did_in_request_uri``: inbound calls carry the DID as Request-URI user too (the
     registered Contact's host and port are kept). ``algorithm``: the digest algorithm
     ``"MD5"`` or ``"SHA-256"`` (SIPp 3.6 answers MD5 only). ``min_expires_s``: shorter
-    registrations get 423.
+    registrations get 423; ``max_expires_s``: longer ones are granted this (a few seconds
+    make a customer's refreshes countable in a test).
     """
 
     def __init__(
@@ -192,6 +193,7 @@ class Provider:
         did_in_request_uri: bool = False,
         algorithm: str = "MD5",
         min_expires_s: int = 60,
+        max_expires_s: int = 3600,
         port: int | None = None,
     ) -> None:
         if algorithm not in ("MD5", "SHA-256"):
@@ -205,6 +207,7 @@ class Provider:
             raise ValueError("the provider and the two PSTN ports must differ")
         self.fail_invites, self.did_in_request_uri = fail_invites, did_in_request_uri
         self.algorithm, self.min_expires_s = algorithm, min_expires_s
+        self.max_expires_s = max_expires_s
         self.run_dir = workdir / f"provider-{self.port}"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = self.run_dir / "kamailio.log"
@@ -228,6 +231,7 @@ class Provider:
             "PSTN_UAS_PORT": str(self.pstn_uas_port),
             "PSTN_UAC_PORT": str(self.pstn_uac_port),
             "MIN_EXPIRES": str(self.min_expires_s),
+            "MAX_EXPIRES": str(self.max_expires_s),
             "DIGEST_ALGORITHM": _quoted(self.algorithm),
             "CTL_SOCKET": _quoted(f"unix:{self.ctl_socket}"),
         }
