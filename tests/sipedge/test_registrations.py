@@ -26,21 +26,20 @@ from contracts.trunk import compile_trunk
 from sipedge.edge import ClientHandler
 from sipedge.leases import MemoryLeases
 from sipedge.metrics import Metrics
-from sipedge.registrations import (
-    MemoryStatusBoard,
-    Settings,
-    Standing,
-    TrunkRegistrations,
+from sipedge.registrations import MemoryStatusBoard, Settings, Standing, TrunkRegistrations
+from sipedge.sip.auth import parse_credentials
+from sipedge.sip.digest import DigestServer, Verdict, ha1
+from sipedge.sip.message import Request, Response, make_response
+from sipedge.sip.transaction import ClientKey, Peer, TimedOut, Timer
+from sipedge.trunking import (
+    Register,
+    State,
+    Status,
     account,
     next_hop,
     register_request,
     wanted_trunks,
 )
-from sipedge.sip.auth import parse_credentials
-from sipedge.sip.digest import DigestServer, Verdict, ha1
-from sipedge.sip.message import Request, Response, make_response
-from sipedge.sip.transaction import ClientKey, Peer, TimedOut, Timer
-from sipedge.trunking import Register, State, Status
 
 TENANT = "acme"
 PASSWORD = "s3cret-trunk"

@@ -49,26 +49,26 @@ from contracts.trunk_status import TrunkStatus
 from sipedge.edge import ClientEvent, ClientHandler
 from sipedge.leases import Leases
 from sipedge.metrics import Metrics
-from sipedge.sip.errors import ParseError
 from sipedge.sip.message import Request, Response
 from sipedge.sip.transaction import ClientKey, Peer, TimedOut
-from sipedge.sip.uri import SipUri, parse_uri
 from sipedge.trunking import (
     BACKOFF_BASE_S,
-    Account,
     Register,
     Registration,
     State,
     Status,
     Wait,
+    account,
     contact_user,
+    next_hop,
+    register_request,
+    wanted_trunks,
 )
 
 log = logging.getLogger("sipedge.registrations")
 
 #: The published status lives this many renew intervals: a dead holder's lapses soon.
 STATUS_TTL_RENEWALS = 3
-MAX_FORWARDS = "70"
 #: What a shared store (Redis) raises when it cannot answer: logged, tried again later.
 STORE_ERRORS = (RedisError, OSError)
 
@@ -145,72 +145,6 @@ class Sender(Protocol):
     def wall(self) -> float:
         """Wall-clock seconds (what the published status says)."""
         ...
-
-
-# -- the pure parts ----------------------------------------------------------------------
-def register_request(
-    trunk: Trunk,
-    register: Register,
-    *,
-    via: str,
-    contact: str,
-    call_id: str,
-    from_tag: str,
-    user_agent: str,
-) -> Request:
-    """The REGISTER ``register`` asks for (RFC 3261 §10.2): to the trunk's registrar, its
-    address of record in To and From, our ``contact``."""
-    headers = [
-        ("Via", via),
-        ("Max-Forwards", MAX_FORWARDS),
-        ("From", f"<{trunk.aor}>;tag={from_tag}"),
-        ("To", f"<{trunk.aor}>"),
-        ("Call-ID", call_id),
-        ("CSeq", f"{register.cseq} REGISTER"),
-        ("Contact", contact),
-        ("Expires", str(register.expires_s)),
-        ("User-Agent", user_agent),
-    ]
-    if register.authorization is not None:
-        headers.append(register.authorization)
-    return Request("REGISTER", trunk.registrar, headers)
-
-
-def next_hop(trunk: Trunk) -> tuple[str, int, str]:
-    """Where the trunk's REGISTERs go, (host, port, ``UDP`` or ``TCP``): its outbound
-    proxy (whose ``transport`` parameter, if any, wins), else its host and port."""
-    if trunk.outbound_proxy:
-        try:
-            proxy = parse_uri(trunk.outbound_proxy, "outbound proxy")
-        except ParseError:
-            proxy = None
-        if isinstance(proxy, SipUri):
-            transport = proxy.transport or trunk.transport
-            return proxy.host_address, proxy.effective_port, transport.upper()
-    return trunk.host, trunk.port, trunk.transport.upper()
-
-
-def account(tenant: str, trunk: Trunk, password: str, contact: str) -> Account:
-    """What the machine registers with; ``contact``: our Contact header value."""
-    return Account(
-        registrar=trunk.registrar,
-        aor=trunk.aor,
-        contact=contact.strip("<>"),
-        username=trunk.auth_username,
-        password=password,
-        expires_s=trunk.expires_s,
-    )
-
-
-def wanted_trunks(tenants: Iterable[TenantSnapshot]) -> dict[TrunkKey, tuple[Trunk, str]]:
-    """Every trunk to register, with its password: ``register`` on, tenant enabled."""
-    return {
-        (tenant.name, trunk.name): (trunk, tenant.trunk_password(trunk.name))
-        for tenant in tenants
-        if tenant.enabled
-        for trunk in tenant.trunks
-        if trunk.register
-    }
 
 
 async def resolve_ipv4(host: str, port: int) -> str:

@@ -19,14 +19,19 @@ jitter, the cnonce) comes in as values.
   wrong password makes no retry storm.
 
 Its :class:`Status` (Registered, Failed with the last status and reason, Disabled) is what
-metrics and the Trunk's status show.
+metrics and the Trunk's status show. The pure pieces of its driver
+(:mod:`sipedge.registrations`) are here too: which trunks register, the REGISTER the
+machine asks for, and where it goes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 
+from contracts.snapshot import TenantSnapshot
+from contracts.trunk import Trunk
 from sipedge.sip.auth import (
     AUTHORIZATION,
     PROXY_AUTHENTICATE,
@@ -37,8 +42,8 @@ from sipedge.sip.auth import (
 )
 from sipedge.sip.digest import answer_challenge, choose_challenge, is_answerable
 from sipedge.sip.errors import ParseError
-from sipedge.sip.message import Response
-from sipedge.sip.uri import SipUri
+from sipedge.sip.message import Request, Response
+from sipedge.sip.uri import SipUri, parse_uri
 
 #: Back-off after failures: the first wait, and the longest.
 BACKOFF_BASE_S = 2.0
@@ -47,6 +52,7 @@ BACKOFF_MOST_S = 300.0
 REFRESH_AHEAD_S = 60
 #: Starts the user part of a trunk registration's Contact (:func:`contact_user`).
 CONTACT_PREFIX = "trunk-"
+MAX_FORWARDS = "70"
 
 
 def contact_user(tenant: str, trunk: str) -> str:
@@ -260,6 +266,72 @@ class Registration:
         if granted_s <= 2 * REFRESH_AHEAD_S:
             return granted_s / 2
         return float(granted_s - REFRESH_AHEAD_S)
+
+
+# -- for the driver --------------------------------------------------------------------
+def register_request(
+    trunk: Trunk,
+    register: Register,
+    *,
+    via: str,
+    contact: str,
+    call_id: str,
+    from_tag: str,
+    user_agent: str,
+) -> Request:
+    """The REGISTER ``register`` asks for (RFC 3261 §10.2): to the trunk's registrar, its
+    address of record in To and From, our ``contact``."""
+    headers = [
+        ("Via", via),
+        ("Max-Forwards", MAX_FORWARDS),
+        ("From", f"<{trunk.aor}>;tag={from_tag}"),
+        ("To", f"<{trunk.aor}>"),
+        ("Call-ID", call_id),
+        ("CSeq", f"{register.cseq} REGISTER"),
+        ("Contact", contact),
+        ("Expires", str(register.expires_s)),
+        ("User-Agent", user_agent),
+    ]
+    if register.authorization is not None:
+        headers.append(register.authorization)
+    return Request("REGISTER", trunk.registrar, headers)
+
+
+def next_hop(trunk: Trunk) -> tuple[str, int, str]:
+    """Where the trunk's REGISTERs go, (host, port, ``UDP`` or ``TCP``): its outbound
+    proxy (whose ``transport`` parameter, if any, wins), else its host and port."""
+    if trunk.outbound_proxy:
+        try:
+            proxy = parse_uri(trunk.outbound_proxy, "outbound proxy")
+        except ParseError:
+            proxy = None
+        if isinstance(proxy, SipUri):
+            transport = proxy.transport or trunk.transport
+            return proxy.host_address, proxy.effective_port, transport.upper()
+    return trunk.host, trunk.port, trunk.transport.upper()
+
+
+def account(tenant: str, trunk: Trunk, password: str, contact: str) -> Account:
+    """What the machine registers with; ``contact``: our Contact header value."""
+    return Account(
+        registrar=trunk.registrar,
+        aor=trunk.aor,
+        contact=contact.strip("<>"),
+        username=trunk.auth_username,
+        password=password,
+        expires_s=trunk.expires_s,
+    )
+
+
+def wanted_trunks(tenants: Iterable[TenantSnapshot]) -> Mapping[tuple[str, str], tuple[Trunk, str]]:
+    """Every trunk to register, with its password: ``register`` on, tenant enabled."""
+    return {
+        (tenant.name, trunk.name): (trunk, tenant.trunk_password(trunk.name))
+        for tenant in tenants
+        if tenant.enabled
+        for trunk in tenant.trunks
+        if trunk.register
+    }
 
 
 def _chosen_challenge(response: Response) -> tuple[Challenge | None, str]:
