@@ -65,7 +65,7 @@ def test_every_field() -> None:
     }
     trunk = compile_trunk(manifest(**spec), tenant="acme")
     assert trunk.registrar == "sip:203.0.113.9:5080;transport=tcp"
-    assert trunk.aor == "sip:+4930555@carrier.example"
+    assert trunk.aor == "sip:4930555@carrier.example"  # the account, not from.user
     assert (trunk.auth_username, trunk.password) == (
         "acme-4930555",
         PasswordFile("carrier-a.password"),

@@ -22,12 +22,13 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from .conftest import EdgeFactory, EdgeProc, write_tenant
-from .provider import Provider, pstn_uas, traced_messages
+from .provider import Provider, pstn_call, pstn_uas, traced_messages
 from .test_prepaid_calls import cdrs_and_balance, top_up
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -41,12 +42,23 @@ pytestmark = pytest.mark.skipif(
 )
 
 PASSWORD_2001 = "pw-2001-test"
+#: The trunk's DID: its last four digits are extension 2002 (the dial plan strips 4930555).
+DID = "49305552002"
 
 
 def trunk_manifest(
-    name: str, tenant: str, provider: Provider, *, max_channels: int = 0, caller_id: str = ""
+    name: str,
+    tenant: str,
+    provider: Provider,
+    *,
+    max_channels: int = 0,
+    caller_id: str = "",
+    register: bool = False,
+    did: str = "",
 ) -> str:
     policy = caller_id or "{policy: trunk}"
+    dids = f'["+{did}"]' if did else "[]"
+    registers = "{enabled: true, expires: 60}" if register else "{enabled: false}"
     return textwrap.dedent(f"""
         apiVersion: cloudpbx.io/v1
         kind: Trunk
@@ -57,7 +69,8 @@ def trunk_manifest(
           port: {provider.port}
           username: {provider.username}
           password: {{file: {name}.password}}
-          register: {{enabled: false}}
+          register: {registers}
+          dids: {dids}
           from: {{user: "4930555000", domain: {provider.realm}}}
           callerId: {policy}
           maxChannels: {max_channels}
@@ -77,6 +90,10 @@ def dial_plan(tenant: str, trunks: list[str], no_answer_s: int = 30) -> str:
               strip: 1
               prepend: "49"
               route: {{trunks: [{", ".join(trunks)}], noAnswerSeconds: {no_answer_s}}}
+            - name: did
+              match: {{prefix: "4930555"}}
+              strip: 7
+              route: {{extension: true}}
     """)
 
 
@@ -88,6 +105,7 @@ def start_with_trunks(
     caller_id: str = "",
     billing: str = "",
     extra_args: tuple[str, ...] = (),
+    register: bool = False,
 ) -> EdgeProc:
     tenant = f"tr{secrets.token_hex(3)}"
 
@@ -97,8 +115,16 @@ def start_with_trunks(
             path = folder / f"{tenant}.yaml"
             path.write_text(path.read_text().replace("  limits:", billing + "  limits:"))
         documents = [
-            trunk_manifest(name, tenant, provider, max_channels=max_channels, caller_id=caller_id)
-            for name, provider in providers.items()
+            trunk_manifest(
+                name,
+                tenant,
+                provider,
+                max_channels=max_channels,
+                caller_id=caller_id,
+                register=register,
+                did=DID if index == 0 else "",
+            )
+            for index, (name, provider) in enumerate(providers.items())
         ]
         documents.append(dial_plan(tenant, list(providers)))
         (folder / "trunks.yaml").write_text("---\n".join(documents), encoding="utf-8")
@@ -278,6 +304,40 @@ def test_a_phone_claiming_a_trunk_contact_from_elsewhere_is_challenged(
         assert impostor.final().status == 407
     finally:
         impostor.close()
+
+
+def test_an_inbound_call_to_a_did_rings_its_extension(
+    edge_factory: EdgeFactory, provider: Provider, tmp_path: Path
+) -> None:
+    """The edge registers the trunk; the PSTN calls the DID; the provider sends it to the
+    registered Contact; the dial plan turns the DID into extension 2002, which answers.
+    An unknown DID gets 404 and reaches nobody."""
+    edge = start_with_trunks(edge_factory, {"carrier-a": provider}, register=True)
+    deadline = time.monotonic() + 10
+    while not provider.registered_contacts() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (binding,) = provider.registered_contacts()
+    assert f"trunk-carrier-a.{edge.tenant}@" in binding.contact
+    callee = ScriptedPhone("2002", edge.domain, "pw-2002-test")
+    try:
+        callee.register(edge.port)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(pstn_call, provider, DID, tmp_path, caller="4930123456")
+            incoming = callee.receive_request("INVITE")
+            assert incoming.from_.uri.user == "4930123456"  # type: ignore[union-attr]
+            assert incoming.to.uri.user == "2002"  # type: ignore[union-attr]
+            callee.answer(incoming, 180, "Ringing", edge.port)
+            callee.answer(incoming, 200, "OK", edge.port, SDP)
+            callee.receive_request("ACK")
+            bye = callee.receive_request("BYE")
+            callee.answer(bye, 200, "OK", edge.port)
+            answered = pending.result(timeout=30)
+        assert answered.status == 200
+        assert answered.result.ok, answered.result.describe()
+        unknown = pstn_call(provider, "49305559999", tmp_path, answered=False, name="unknown")
+        assert unknown.status == 404
+    finally:
+        callee.close()
 
 
 def _ringing_only(workdir: Path) -> Path:

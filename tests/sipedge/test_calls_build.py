@@ -116,6 +116,29 @@ def test_relayed_response(status: int, reason: str, has_contact: bool) -> None:
     assert relayed.headers.lines("Supported") == ["timer"]
 
 
+@pytest.mark.parametrize(("status", "copied"), [(180, True), (200, True), (486, False)])
+def test_a_dialog_making_answer_keeps_the_invites_record_route(status: int, copied: bool) -> None:
+    """RFC 3261 §12.1.1: the proxies the INVITE came through (a provider's) stay in the
+    dialog's path, in order; a failure makes no dialog."""
+    a_invite = parsed(
+        A_INVITE.replace(
+            b"Max-Forwards: 70\r\n",
+            b"Max-Forwards: 70\r\nRecord-Route: <sip:192.0.2.50;lr;ftag=x>\r\n"
+            b"Record-Route: <sip:192.0.2.51;lr>\r\n",
+        )
+    )
+    assert isinstance(a_invite, Request)
+    b_response = parsed(
+        f"SIP/2.0 {status} Whatever\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKedge1\r\n"
+        "From: <sip:2001@pbx.example.com>;tag=edge-b\r\nTo: <sip:2002@pbx.example.com>;tag=c\r\n"
+        "Call-ID: b-1@192.0.2.1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+    assert isinstance(b_response, Response)
+    relayed = relayed_response(a_invite, b_response, "edge-a", ME.contact)
+    expected = ["<sip:192.0.2.50;lr;ftag=x>", "<sip:192.0.2.51;lr>"] if copied else []
+    assert relayed.headers.lines("Record-Route") == expected
+
+
 def test_unavailable_names_the_relays_fault_in_a_warning() -> None:
     """RFC 3261 §20.43: warn-code 399, our host, the text as a quoted-string."""
     a_invite = parsed(A_INVITE)

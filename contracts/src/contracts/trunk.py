@@ -98,7 +98,9 @@ class Trunk:
 
     @property
     def aor(self) -> str:
-        return f"sip:{self.from_user}@{self.from_domain}"
+        """The address of record it registers (To and From of its REGISTERs): the account,
+        ``username``, at the From domain. ``from.user`` is what calls show, not this."""
+        return f"sip:{self.username}@{self.from_domain}"
 
 
 def compile_trunks(manifests: Iterable[Mapping[str, Any]], *, tenant: str) -> tuple[Trunk, ...]:

@@ -46,6 +46,7 @@ from redis.exceptions import RedisError
 from contracts.snapshot import TenantSnapshot
 from contracts.trunk import Trunk
 from contracts.trunk_status import TrunkStatus
+from sipedge.adapters.dns import resolve
 from sipedge.edge import ClientEvent, ClientHandler
 from sipedge.leases import Leases
 from sipedge.metrics import Metrics
@@ -148,12 +149,11 @@ class Sender(Protocol):
 
 
 async def resolve_ipv4(host: str, port: int) -> str:
-    """``host``'s first IPv4 address, by the loop's resolver."""
-    loop = asyncio.get_running_loop()
-    found = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
-    if not found:
+    """``host``'s first IPv4 address (:mod:`sipedge.adapters.dns`); OSError if none."""
+    addresses = await resolve(host, port)
+    if not addresses:
         raise OSError(f"no IPv4 address for {host}")
-    return str(found[0][4][0])
+    return addresses[0]
 
 
 # -- the driver --------------------------------------------------------------------------

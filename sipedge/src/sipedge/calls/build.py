@@ -116,9 +116,14 @@ def relayed_response(
     a_request: Request, b_response: Response, to_tag: str, contact: str
 ) -> Response:
     """The A-leg answer mirroring a B-leg response: status, reason and end-to-end fields,
-    and our ``contact`` where a dialog is made or refreshed."""
+    and our ``contact`` where a dialog is made or refreshed. A response that makes a
+    dialog carries the INVITE's Record-Route in order (§12.1.1): the proxies the caller's
+    INVITE came through (a provider's) stay in the dialog's path."""
     response = make_response(a_request, b_response.status, b_response.reason, to_tag=to_tag)
     if 100 < b_response.status < 300 and a_request.method in ("INVITE", "UPDATE"):
+        if a_request.method == "INVITE":
+            for value in a_request.headers.lines("Record-Route"):
+                response.headers.add("Record-Route", value)
         response.headers.add("Contact", contact)
     copy_end_to_end(b_response, response)
     return response

@@ -43,7 +43,6 @@ from sipedge.calls.trunks import (
     fails_over,
     from_uri,
     presented,
-    proxy_address,
     to_uri,
     trunk_invite,
     with_credentials,
@@ -57,6 +56,7 @@ from sipedge.quotas import MemoryQuotas
 from sipedge.sip.message import Request, Response, make_response
 from sipedge.sip.transaction import CancelReceived, ClientKey, Peer, TimedOut, TransactionKey
 from sipedge.sip.uri import SipUri
+from sipedge.trunking import next_hop
 
 log = logging.getLogger("sipedge.calls")
 
@@ -385,7 +385,7 @@ class CallControl:
     @staticmethod
     async def _trunk_peer(trunk: Trunk) -> Peer | None:
         """Where the trunk's requests go (its outbound proxy, or itself), resolved."""
-        transport, host, port = proxy_address(trunk)
+        host, port, transport = next_hop(trunk)
         addresses = await resolve(host, port)
         return Peer(transport, addresses[0], port) if addresses else None
 

@@ -48,8 +48,8 @@ from sipedge.sip.digest import answer_challenge, choose_challenge, is_answerable
 from sipedge.sip.errors import ParseError
 from sipedge.sip.grammar import quote
 from sipedge.sip.message import Request, Response
-from sipedge.sip.uri import SipUri, parse_uri
-from sipedge.trunking import trunk_of_contact_user
+from sipedge.sip.uri import SipUri
+from sipedge.trunking import next_hop, trunk_of_contact_user
 
 #: Voicemail routes are accepted in dial plans; until voicemail is served they answer so.
 VOICEMAIL_NOT_SERVED = Refused(480, "Temporarily Unavailable (voicemail not served yet)")
@@ -301,22 +301,10 @@ def trunk_addresses(trunk: Trunk) -> list[tuple[str, str, int]]:
     """(transport, host, port) a trunk's requests come from: its host and its outbound
     proxy (host names still to resolve)."""
     addresses = [(trunk.transport.upper(), trunk.host, trunk.port)]
-    if trunk.outbound_proxy:
-        proxy = proxy_address(trunk)
-        if proxy not in addresses:
-            addresses.append(proxy)
+    host, port, transport = next_hop(trunk)
+    if (transport, host, port) not in addresses:
+        addresses.append((transport, host, port))
     return addresses
-
-
-def proxy_address(trunk: Trunk) -> tuple[str, str, int]:
-    """Where requests to ``trunk`` go: (transport, host, port) of its outbound proxy, or of
-    the trunk itself."""
-    if not trunk.outbound_proxy:
-        return (trunk.transport.upper(), trunk.host, trunk.port)
-    uri = parse_uri(trunk.outbound_proxy, "outboundProxy")
-    assert isinstance(uri, SipUri)
-    transport = (uri.transport or trunk.transport).upper()
-    return (transport, uri.host_address.strip("[]"), uri.port or 5060)
 
 
 @dataclass(frozen=True, slots=True)
