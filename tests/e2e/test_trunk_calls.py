@@ -106,6 +106,7 @@ def start_with_trunks(
     billing: str = "",
     extra_args: tuple[str, ...] = (),
     register: bool = False,
+    no_answer_s: int = 30,
 ) -> EdgeProc:
     tenant = f"tr{secrets.token_hex(3)}"
 
@@ -126,7 +127,7 @@ def start_with_trunks(
             )
             for index, (name, provider) in enumerate(providers.items())
         ]
-        documents.append(dial_plan(tenant, list(providers)))
+        documents.append(dial_plan(tenant, list(providers), no_answer_s))
         (folder / "trunks.yaml").write_text("---\n".join(documents), encoding="utf-8")
         for name, provider in providers.items():
             (folder / f"{name}.password").write_text(provider.password + "\n", encoding="utf-8")
@@ -259,6 +260,43 @@ def test_a_trunk_answering_503_fails_over_to_the_next(
         finally:
             caller.close()
         assert [i.status for i in down.invites() if i.method == "INVITE"] == [407, 503]
+        assert [i.status for i in up.invites() if i.method == "INVITE"] == [407, None]
+
+
+def test_a_trunk_that_does_not_answer_in_time_gives_way_to_the_next(
+    edge_factory: EdgeFactory, tmp_path: Path
+) -> None:
+    """noAnswerSeconds 2: the first trunk's PSTN only rings, so after 2 s it is
+    CANCELled and the second trunk completes the call."""
+    with (
+        Provider(tmp_path / "a") as slow,
+        Provider(tmp_path / "b") as up,
+    ):
+        edge = start_with_trunks(edge_factory, {"carrier-a": slow, "carrier-b": up}, no_answer_s=2)
+        caller = caller_phone(edge)
+        try:
+            with (
+                pstn_uas(
+                    slow, tmp_path, server_scenario=_ringing_only(tmp_path), name="slow"
+                ) as ringing,
+                pstn_uas(up, tmp_path) as uas,
+            ):
+                started = time.monotonic()
+                invite = caller.invite(edge.port, "0301234567")
+                ok = caller.final()
+                waited_s = time.monotonic() - started
+                assert ok.status == 200
+                target = str(ok.contacts[0].uri)  # type: ignore[index]
+                to = ok.headers.get("To") or ""
+                cseq = invite.cseq.number
+                caller.send(caller.request("ACK", target, to, invite.call_id, cseq), edge.port)
+                caller.send(caller.request("BYE", target, to, invite.call_id, cseq + 1), edge.port)
+                assert caller.final().status == 200
+                assert uas.wait().ok
+                assert "CANCEL sip:" in traced_messages(ringing.wait())
+        finally:
+            caller.close()
+        print(f"answered by the second trunk after {waited_s:.2f} s")
         assert [i.status for i in up.invites() if i.method == "INVITE"] == [407, None]
 
 

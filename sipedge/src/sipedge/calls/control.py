@@ -109,6 +109,8 @@ class Fork:
     authorized: bool = False
     #: CANCELled for want of an answer in time: its final status is no news.
     abandoned: bool = False
+    #: Its CANCEL went (one per INVITE: §9.1).
+    cancelled: bool = False
 
 
 @dataclass(eq=False)
@@ -988,12 +990,13 @@ class CallControl:
 
     def _cancel(self, fork: Fork) -> None:
         """CANCEL a pending fork; before any provisional, wait for one (§9.1)."""
-        if fork.final is not None:
-            return
+        if fork.final is not None or fork.cancelled:
+            return  # answered, or CANCELled already (a trunk that did not answer in time)
         if not fork.provisional:
             fork.cancel_pending = True
             return
         fork.cancel_pending = False
+        fork.cancelled = True
         self.edge.request(cancel_for(fork.invite), fork.destination, lambda event: None)
 
     # -- CANCEL and ACK from the caller ---------------------------------------------------------
