@@ -296,7 +296,7 @@ def test_a_trunk_that_does_not_answer_in_time_gives_way_to_the_next(
                 assert "CANCEL sip:" in traced_messages(ringing.wait())
         finally:
             caller.close()
-        print(f"answered by the second trunk after {waited_s:.2f} s")
+        print(f"answered by the second trunk after {waited_s:.2f} s")  # noqa: T201 (pytest -s)
         assert [i.status for i in up.invites() if i.method == "INVITE"] == [407, None]
 
 
