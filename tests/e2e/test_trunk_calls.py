@@ -22,7 +22,6 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,16 @@ from .test_prepaid_calls import cdrs_and_balance, top_up
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
+from sipbench import (
+    SippOptions,
+    SippProcess,
+    User,
+    free_udp_port,
+    register_options,
+    run_sipp,
+    scenario,
+    write_users_csv,
+)
 from sipbench.scripted import SDP, ScriptedPhone
 from sipedge.sip.message import Response
 
@@ -348,7 +357,8 @@ def test_an_inbound_call_to_a_did_rings_its_extension(
     edge_factory: EdgeFactory, provider: Provider, tmp_path: Path
 ) -> None:
     """The edge registers the trunk; the PSTN calls the DID; the provider sends it to the
-    registered Contact; the dial plan turns the DID into extension 2002, which answers.
+    registered Contact; the dial plan turns the DID into extension 2002 (a registered SIPp
+    phone), which answers.
     An unknown DID gets 404 and reaches nobody."""
     edge = start_with_trunks(edge_factory, {"carrier-a": provider}, register=True)
     deadline = time.monotonic() + 10
@@ -356,26 +366,37 @@ def test_an_inbound_call_to_a_did_rings_its_extension(
         time.sleep(0.2)
     (binding,) = provider.registered_contacts()
     assert f"trunk-carrier-a.{edge.tenant}@" in binding.contact
-    callee = ScriptedPhone("2002", edge.domain, "pw-2002-test")
-    try:
-        callee.register(edge.port)
-        with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(pstn_call, provider, DID, tmp_path, caller="4930123456")
-            incoming = callee.receive_request("INVITE")
-            assert incoming.from_.uri.user == "4930123456"  # type: ignore[union-attr]
-            assert incoming.to.uri.user == "2002"  # type: ignore[union-attr]
-            callee.answer(incoming, 180, "Ringing", edge.port)
-            callee.answer(incoming, 200, "OK", edge.port, SDP)
-            callee.receive_request("ACK")
-            bye = callee.receive_request("BYE")
-            callee.answer(bye, 200, "OK", edge.port)
-            answered = pending.result(timeout=30)
-        assert answered.status == 200
-        assert answered.result.ok, answered.result.describe()
-        unknown = pstn_call(provider, "49305559999", tmp_path, answered=False, name="unknown")
-        assert unknown.status == 404
-    finally:
-        callee.close()
+    extension = User("2002", "pw-2002-test", edge.domain)
+    port = free_udp_port()
+    registered = run_sipp(
+        register_options(
+            f"127.0.0.1:{edge.port}",
+            write_users_csv(tmp_path / "2002.csv", [extension]),
+            edge.domain,
+            scenario=scenario("register"),
+            local_port=port,
+            calls=1,
+            name="register-2002",
+        ),
+        tmp_path,
+        timeout_s=20,
+    )
+    assert registered.ok, registered.describe()
+    options = SippOptions(
+        scenario=scenario("uas"), local_port=port, calls=1, trace_messages=True, name="ext-2002"
+    )
+    with SippProcess(options, tmp_path) as phone:
+        phone.wait_listening()
+        answered = pstn_call(provider, DID, tmp_path, caller="4930123456")
+        rang = phone.wait(timeout_s=15)
+    assert answered.status == 200
+    assert answered.result.ok, answered.result.describe()
+    assert rang.ok, rang.describe()
+    seen = traced_messages(rang)
+    assert "INVITE sip:2002@" in seen  # the DID's extension, by the dial plan
+    assert "From: <sip:4930123456@" in seen  # the PSTN caller's number
+    unknown = pstn_call(provider, "49305559999", tmp_path, answered=False, name="unknown")
+    assert unknown.status == 404
 
 
 def _ringing_only(workdir: Path) -> Path:
