@@ -93,9 +93,11 @@ def start_edge(
     domain: str | None = None,
     manifest: Callable[[Path], None] | None = None,
     extra_args: Sequence[str] = (),
+    snapshots: bool = False,
 ) -> EdgeProc:
     """Start an edge; ``manifest(folder)`` writes the tenant instead of the default one
-    (then ``tenant`` and ``domain`` must name what it writes)."""
+    (then ``tenant`` and ``domain`` must name what it writes). ``snapshots``: no folder,
+    the tenants are the snapshots published in Redis (``redis`` is implied)."""
     name = tenant or f"t{secrets.token_hex(4)}"
     domain = domain or f"{name}.pbx.test"
     manifests = tmp / "manifests" / name  # edges of one tenant share its folder
@@ -117,15 +119,14 @@ def start_edge(
         f"udp:127.0.0.1:{port}",
         "--listen",
         f"tcp:127.0.0.1:{port}",
-        "--manifests",
-        str(manifests),
+        *(() if snapshots else ("--manifests", str(manifests))),
         "--metrics-port",
         str(metrics_port),
         "--workers",
         str(workers),
         *extra_args,
     ]
-    if redis:
+    if redis or snapshots:
         command += ["--redis", REDIS_URL]
     with log.open("w") as sink:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sink, text=True)

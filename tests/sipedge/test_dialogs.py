@@ -174,6 +174,24 @@ async def test_a_call_is_found_by_either_legs_call_id(stores: tuple[str, Opener]
 
 
 @pytest.mark.asyncio
+async def test_a_tenants_calls_are_listed_once_each(stores: tuple[str, Opener]) -> None:
+    """What the edge ends when its tenant is disabled: every call, once, not another's."""
+    tenant, open_store = stores
+    store = await open_store()
+    first, second = a_call(tenant), a_call(tenant, "a-2@192.0.2.10", "b-2@edge.example.com")
+    await store.put(first, NOW)
+    await store.put(second, NOW)
+    await store.put(a_call("other-tenant", "a-3@x", "b-3@x"), NOW)
+    listed = await store.calls(tenant)
+    assert sorted(call.a.call_id for call in listed) == ["a-1@192.0.2.10", "a-2@192.0.2.10"]
+    await store.delete(first)
+    assert await store.calls(tenant) == [second]
+    await store.delete(second)
+    assert await store.calls(tenant) == []
+    await store.delete(a_call("other-tenant", "a-3@x", "b-3@x"))
+
+
+@pytest.mark.asyncio
 async def test_put_overwrites(stores: tuple[str, Opener]) -> None:
     tenant, open_store = stores
     store, call = await open_store(), a_call(tenant)

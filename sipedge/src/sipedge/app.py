@@ -35,6 +35,7 @@ from sipedge.adapters.redis_leases import RedisLeases
 from sipedge.adapters.redis_location import RedisLocationStore
 from sipedge.adapters.redis_pipe import RedisPipe
 from sipedge.adapters.redis_quotas import RedisQuotas
+from sipedge.adapters.redis_snapshots import RedisSnapshots
 from sipedge.adapters.redis_trunk_status import RedisStatusBoard
 from sipedge.adapters.relay import MediaRelays, Retransmission
 from sipedge.calls import CallControl
@@ -91,7 +92,8 @@ class EdgeProcess:
         self.config = config
         self.worker = worker
         self.metrics = Metrics()
-        self.tenants = TenantDirectory(load_manifest_folder(config.manifests))
+        folder = config.manifests
+        self.tenants = TenantDirectory(load_manifest_folder(folder) if folder else ())
         self.redis: Redis | None = None
         self.pipe: RedisPipe | None = None
         location: LocationStore
@@ -123,6 +125,8 @@ class EdgeProcess:
     async def start(self) -> None:
         if self.config.metrics_port is not None:
             self.metrics.serve(self.config.metrics_port + self.worker)
+        if self.config.manifests is None:
+            await self._follow_snapshots()
         if self.config.billing_url is not None:
             await self._open_billing(self.config.billing_url)
         self.ua.trunk_sources = await trunk_sources(self.tenants)
@@ -131,7 +135,8 @@ class EdgeProcess:
             await self.relays.start()
         self._housekeeping.append(asyncio.create_task(self._gauges()))
         self._housekeeping.append(asyncio.create_task(self._trunk_sources()))
-        self._housekeeping.append(asyncio.create_task(self._watch_manifests()))
+        if self.config.manifests is not None:
+            self._housekeeping.append(asyncio.create_task(self._watch_manifests()))
         if self.worker == 0:
             self._housekeeping.append(asyncio.create_task(self._keepalives()))
             self.trunks = self._trunk_registrations()
@@ -220,9 +225,48 @@ class EdgeProcess:
                 except Exception:
                     log.exception("recovered call-id=%s not ended", cdr.call_id)
 
+    async def _follow_snapshots(self) -> None:
+        """Serve the snapshots the operator publishes: subscribed first, then all read,
+        so that no version published in between is missed."""
+        if self.redis is None:
+            raise RuntimeError("tenants from snapshots need Redis (--redis)")
+        snapshots = RedisSnapshots(self.redis, self._snapshot)
+        subscribed = asyncio.Event()
+        self._housekeeping.append(asyncio.create_task(snapshots.follow(subscribed)))
+        await asyncio.wait_for(subscribed.wait(), timeout=10)
+        for snapshot in await snapshots.load_all():
+            self._serve(snapshot)
+        log.info("serving %d tenants from their snapshots", len(self.tenants))
+
+    def _serve(self, snapshot: TenantSnapshot) -> bool:
+        """Serve ``snapshot`` if it is newer than what is served; False if not taken."""
+        try:
+            taken = self.tenants.replace(snapshot)
+        except TenantConflict as error:
+            log.error("tenant %s version %d not served: %s", snapshot.name, snapshot.version, error)
+            return False
+        if taken:
+            log.info("tenant %s: serving version %d", snapshot.name, snapshot.version)
+        return taken
+
+    async def _snapshot(self, snapshot: TenantSnapshot) -> None:
+        """A snapshot announced while running: served, and what follows the tenants
+        updated; a tenant just disabled (deleted) loses its calls and registrations."""
+        before = self.tenants.by_name(snapshot.name)
+        if not self._serve(snapshot):
+            return
+        if not snapshot.enabled and (before is None or before.enabled):
+            ended = await self.calls.end_tenant_calls(snapshot.name)
+            await self.location.remove_all(snapshot.name)
+            log.info(
+                "tenant %s disabled: %d calls ended, its phones unregistered", snapshot.name, ended
+            )
+        await self._tenants_changed()
+
     async def _watch_manifests(self) -> None:
         """Serve the manifest folder as it is edited; a broken edit changes nothing."""
         folder = self.config.manifests
+        assert folder is not None
         seen = folder_state(folder)
         while True:
             await asyncio.sleep(MANIFEST_POLL_S)

@@ -47,7 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="udp:HOST:PORT or tcp:HOST:PORT (repeatable; IPv6 as [::1])",
     )
-    run.add_argument("--manifests", type=Path, required=True, help="folder of Tenant YAML")
+    run.add_argument(
+        "--manifests",
+        type=Path,
+        default=None,
+        help="folder of Tenant YAML (default: the snapshots the operator publishes in --redis)",
+    )
     run.add_argument(
         "--relay",
         action="append",
@@ -158,6 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers > 1 and not args.redis_url:
         print("--workers > 1 needs --redis: memory stores are per process", file=sys.stderr)
         return 2
+    if args.manifests is None and not args.redis_url:
+        print(
+            "serve needs --manifests DIR, or --redis for the operator's snapshots", file=sys.stderr
+        )
+        return 2
     secret = args.nonce_secret_file.read_bytes().strip() if args.nonce_secret_file else None
     config = EdgeConfig(
         listens=tuple(args.listen),
@@ -179,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         trunk_backoff_base_s=args.trunk_backoff_base,
         **({"nonce_secret": secret} if secret else {}),
     )
-    load_manifest_folder(config.manifests)  # fail fast, with the file and field named
+    if config.manifests is not None:
+        load_manifest_folder(config.manifests)  # fail fast, with the file and field named
     return _run_workers(config)
 
 

@@ -49,7 +49,9 @@ class EdgeConfig:
     """Everything an edge process needs to know."""
 
     listens: tuple[Listen, ...]
-    manifests: Path
+    #: A folder of manifests (``cloudpbx dev``, or a pod given them); ``None``: the tenants
+    #: are the snapshots the operator publishes in Redis (needs ``redis_url``).
+    manifests: Path | None
     #: ``None``: in-process memory stores (the embedded default); else a redis:// URL.
     redis_url: str | None = None
     #: The host put in Via, Contact and Record-Route; defaults to the first listener's.

@@ -172,6 +172,10 @@ class DialogStore(Protocol):
 
     async def count(self, tenant: str) -> int: ...
 
+    async def calls(self, tenant: str) -> list[Call]:
+        """Every call of ``tenant`` in progress (to end them all: the tenant went away)."""
+        ...
+
 
 class MemoryDialogStore:
     """The embedded default: calls in this process's memory."""
@@ -199,3 +203,7 @@ class MemoryDialogStore:
 
     async def count(self, tenant: str) -> int:
         return sum(1 for (name, _), _call in self._calls.items() if name == tenant) // 2
+
+    async def calls(self, tenant: str) -> list[Call]:
+        found = {call.a.call_id: call for (name, _), call in self._calls.items() if name == tenant}
+        return list(found.values())

@@ -113,6 +113,14 @@ class RedisDialogStore:
     async def count(self, tenant: str) -> int:
         return int(await self._client.scard(_active_key(tenant)))
 
+    async def calls(self, tenant: str) -> list[Call]:
+        call_ids = sorted(await self._client.smembers(_active_key(tenant)))
+        if not call_ids:
+            return []
+        keys = [dialog_key(tenant, _text(call_id)) for call_id in call_ids]
+        records = await self._client.mget(keys)
+        return [Call.from_json(record) for record in records if record is not None]
+
     async def _run(self, script: AsyncScript, source: str, keys: list[str], args: list[Arg]) -> Any:
         if self._pipe is not None:
             return await self._pipe.evalsha(script.sha, source, keys, args)
@@ -135,6 +143,10 @@ def _keys(call: Call) -> list[str]:
         dialog_key(tenant, call.b.call_id),
         _active_key(tenant),
     ]
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _active_key(tenant: str) -> str:

@@ -1164,6 +1164,14 @@ class CallControl:
         await self._hang_up(call, Disposition.RECOVERED)
         return True
 
+    async def end_tenant_calls(self, tenant: str) -> int:
+        """End every call of ``tenant`` (it was disabled or deleted): BYE on both legs,
+        settled as usual. Any edge process may do it; each call ends once."""
+        calls = await self.dialogs.calls(tenant)
+        for call in calls:
+            await self._hang_up(call)
+        return len(calls)
+
     async def _hang_up(self, call: Call, disposition: Disposition | None = None) -> None:
         """End both legs (no ACK came, a session timer ran out, the tenant went away,
         the call's credit or trial limit ran out)."""

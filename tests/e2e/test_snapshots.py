@@ -1,0 +1,161 @@
+"""Edges serving the snapshots published in Redis (issue 7.2, the edge's side): a running
+edge takes a new version of a tenant within 1 s of its notice, without a restart, and a
+tenant published disabled (deleted) loses its calls (BYE on both legs) and its phones'
+registrations.
+
+The snapshots are published here as the operator publishes them (:func:`publish`: the
+JSON under the tenant's snapshot key with the next version, its hosts in the domain
+index, a notice on the snapshot channel), on the test Redis.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis
+
+from contracts.keys import SNAPSHOT_CHANNEL, domain_index_key, snapshot_key, snapshot_notice
+from contracts.snapshot import TenantSnapshot
+from sipedge.tenants import load_manifest_folder
+
+from .conftest import PASSWORDS, REDIS_URL, EdgeFactory, write_tenant
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from sipbench.scripted import SDP, ScriptedPhone
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(REDIS_URL)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def publish(client: redis.Redis, snapshot: TenantSnapshot) -> int:
+    """Store ``snapshot`` as the next version of its tenant and announce it."""
+    stored = client.get(snapshot_key(snapshot.name))
+    version = TenantSnapshot.from_json(stored).version + 1 if stored else 1
+    text = replace(snapshot, version=version).to_json()
+    with client.pipeline() as pipe:
+        pipe.set(snapshot_key(snapshot.name), text)
+        pipe.hset(domain_index_key(), mapping=dict.fromkeys(snapshot.hosts, snapshot.name))
+        pipe.publish(SNAPSHOT_CHANNEL, snapshot_notice(snapshot.name, version))
+        pipe.execute()
+    return version
+
+
+def forget(client: redis.Redis, snapshot: TenantSnapshot) -> None:
+    client.delete(snapshot_key(snapshot.name))
+    client.hdel(domain_index_key(), *snapshot.hosts)
+
+
+@pytest.fixture
+def tenant(tmp_path: Path, client: redis.Redis) -> Iterator[TenantSnapshot]:
+    """A tenant of its own (no alias: hosts in the shared index must not collide)."""
+    name = f"snap{secrets.token_hex(3)}"
+    folder = tmp_path / "compile"
+    folder.mkdir()
+    write_tenant(folder, name, f"{name}.pbx.test")
+    (snapshot,) = load_manifest_folder(folder)
+    snapshot = replace(snapshot, aliases=())
+    try:
+        yield snapshot
+    finally:
+        forget(client, snapshot)
+
+
+def phone(user: str, snapshot: TenantSnapshot) -> ScriptedPhone:
+    return ScriptedPhone(user, snapshot.domain, PASSWORDS[user])
+
+
+def second_register_status(phone: ScriptedPhone, port: int) -> int:
+    """REGISTER, and the status of the REGISTER answering its challenge."""
+    aor = f"<sip:{phone.user}@{phone.domain}>"
+    first = phone.request("REGISTER", f"sip:{phone.domain}", aor, "reg-x", 1)
+    phone.send(first, port)
+    challenge = phone.final()
+    assert challenge.status == 401
+    second = phone.request("REGISTER", f"sip:{phone.domain}", aor, "reg-x", 2)
+    phone.send(phone.with_auth(second, challenge), port)
+    return phone.final().status
+
+
+def test_a_new_version_is_served_within_a_second_without_a_restart(
+    edge_factory: EdgeFactory, client: redis.Redis, tenant: TenantSnapshot
+) -> None:
+    publish(client, tenant)
+    edge = edge_factory(snapshots=True, tenant=tenant.name, domain=tenant.domain)
+    caller = phone("2001", tenant)
+    try:
+        assert caller.register(edge.port).status == 200
+        caller.invite(edge.port, "2003")
+        assert caller.final().status == 480  # 2003 exists, registered nowhere
+
+        fewer = replace(tenant, extensions=tenant.extensions[:2])  # 2003 goes
+        published = time.monotonic()
+        publish(client, fewer)
+        status = 480
+        while status == 480 and time.monotonic() - published < 5:
+            caller.invite(edge.port, "2003")
+            status = caller.final().status
+        taken_s = time.monotonic() - published
+        assert status == 404
+        assert taken_s < 1.0, f"served {taken_s:.3f} s after the notice"
+    finally:
+        caller.close()
+    assert edge.alive()
+
+
+def test_a_disabled_tenant_loses_its_calls_and_registrations(
+    edge_factory: EdgeFactory, client: redis.Redis, tenant: TenantSnapshot
+) -> None:
+    publish(client, tenant)
+    edge = edge_factory(snapshots=True, tenant=tenant.name, domain=tenant.domain)
+    caller, callee = phone("2001", tenant), phone("2002", tenant)
+    try:
+        callee.register(edge.port)
+        invite = caller.invite(edge.port, "2002")
+        incoming = callee.receive_request("INVITE")
+        callee.answer(incoming, 200, "OK", edge.port, SDP)
+        ok = caller.final()
+        assert ok.status == 200
+        target = str(ok.contacts[0].uri)  # type: ignore[index]
+        to = ok.headers.get("To") or ""
+        caller.send(
+            caller.request("ACK", target, to, invite.call_id, invite.cseq.number), edge.port
+        )
+        callee.receive_request("ACK")
+
+        publish(client, replace(tenant, enabled=False))
+        for side in (caller, callee):
+            bye = side.receive_request("BYE")
+            side.answer(bye, 200, "OK", edge.port)
+        assert second_register_status(caller, edge.port) == 403  # its phones register no more
+    finally:
+        caller.close()
+        callee.close()
+
+
+def test_a_snapshot_that_does_not_decode_changes_nothing(
+    edge_factory: EdgeFactory, client: redis.Redis, tenant: TenantSnapshot
+) -> None:
+    publish(client, tenant)
+    edge = edge_factory(snapshots=True, tenant=tenant.name, domain=tenant.domain)
+    client.set(snapshot_key(tenant.name), '{"name": "broken"}')
+    client.publish(SNAPSHOT_CHANNEL, snapshot_notice(tenant.name, 99))
+    caller = phone("2001", tenant)
+    try:
+        time.sleep(0.3)
+        assert caller.register(edge.port).status == 200  # the last good version serves
+    finally:
+        caller.close()
+    assert "its snapshot is not served" in edge.log.read_text()
