@@ -170,6 +170,22 @@ def test_the_edge_registers_and_refreshes_before_expiry(
         assert provider.registered_contacts()[0].expires_s <= 4
 
 
+def test_a_sha256_challenge_is_answered(
+    edge_factory: EdgeFactory, tmp_path: Path, tenant: str
+) -> None:
+    """A provider that challenges with SHA-256 only (RFC 8760) registers the trunk too."""
+    with Provider(
+        tmp_path, username=USER, password=PASSWORD, realm=REALM, algorithm="SHA-256"
+    ) as provider:
+        start(edge_factory, tmp_path, provider, tenant=tenant)
+        wait_for("a 200 to the trunk's REGISTER", lambda: bool(with_status(provider, 200)), 15)
+        assert [o.status for o in provider.registers()][:2] == [401, 200]
+        wait_for("the status in Redis", lambda: published(tenant) is not None, 5)
+        status = published(tenant)
+        assert status is not None
+        assert status.state == "Registered"
+
+
 def test_a_wrong_password_fails_with_403_and_backs_off(
     edge_factory: EdgeFactory, tmp_path: Path, tenant: str, record_property: Record
 ) -> None:
