@@ -43,7 +43,7 @@ from sipbench import (
     write_users_csv,
 )
 from sipbench.scripted import SDP, ScriptedPhone
-from sipedge.sip.message import Response
+from sipedge.sip.message import Request, Response
 
 pytestmark = pytest.mark.skipif(
     shutil.which("kamailio") is None or shutil.which("sipp") is None,
@@ -156,6 +156,24 @@ def caller_phone(edge: EdgeProc) -> ScriptedPhone:
     return ScriptedPhone("2001", edge.domain, PASSWORD_2001)
 
 
+def talk(
+    caller: ScriptedPhone, edge: EdgeProc, number: str, hold_s: float = 0.0
+) -> tuple[Request, Response]:
+    """Call ``number``, expect it answered, ACK, hold ``hold_s``, hang up (BYE → 200);
+    returns the INVITE with credentials and the 200."""
+    invite = caller.invite(edge.port, number)
+    ok = caller.final()
+    assert ok.status == 200, f"{ok.status} {ok.reason}"
+    target = str(ok.contacts[0].uri)  # type: ignore[index]
+    to = ok.headers.get("To") or ""
+    cseq = invite.cseq.number
+    caller.send(caller.request("ACK", target, to, invite.call_id, cseq), edge.port)
+    time.sleep(hold_s)
+    caller.send(caller.request("BYE", target, to, invite.call_id, cseq + 1), edge.port)
+    assert caller.final().status == 200
+    return invite, ok
+
+
 def test_an_extension_calls_out_through_the_trunk(
     edge_factory: EdgeFactory, provider: Provider, tmp_path: Path
 ) -> None:
@@ -163,19 +181,8 @@ def test_an_extension_calls_out_through_the_trunk(
     caller = caller_phone(edge)
     try:
         with pstn_uas(provider, tmp_path) as uas:
-            invite = caller.invite(edge.port, "0301234567")
-            ok = caller.final()
-            assert ok.status == 200
+            _, ok = talk(caller, edge, "0301234567")
             assert b"m=audio" in ok.body  # the PSTN's answer
-            target = str(ok.contacts[0].uri)  # type: ignore[index]
-            to = ok.headers.get("To") or ""
-            caller.send(
-                caller.request("ACK", target, to, invite.call_id, invite.cseq.number), edge.port
-            )
-            caller.send(
-                caller.request("BYE", target, to, invite.call_id, invite.cseq.number + 1), edge.port
-            )
-            assert caller.final().status == 200
             result = uas.wait()
         assert result.ok, result.describe()
         invites = provider.invites()
@@ -220,16 +227,7 @@ def test_a_call_out_is_rated_and_charged_to_the_prepaid_tenant(
         caller.ack_failure(broke, refused, edge.port)
         top_up(url, edge.tenant, 1_000_000)
         with pstn_uas(provider, tmp_path) as uas:
-            invite = caller.invite(edge.port, "0301234567")
-            ok = caller.final()
-            assert ok.status == 200
-            target = str(ok.contacts[0].uri)  # type: ignore[index]
-            to = ok.headers.get("To") or ""
-            cseq = invite.cseq.number
-            caller.send(caller.request("ACK", target, to, invite.call_id, cseq), edge.port)
-            time.sleep(2.2)
-            caller.send(caller.request("BYE", target, to, invite.call_id, cseq + 1), edge.port)
-            assert caller.final().status == 200
+            invite, _ = talk(caller, edge, "0301234567", hold_s=2.2)
             assert uas.wait().ok
         cdrs, balance = cdrs_and_balance(url, edge.tenant, 3)
         answered = [c for c in cdrs if c.leg == "A" and c.call_id == invite.call_id]
@@ -256,15 +254,7 @@ def test_a_trunk_answering_503_fails_over_to_the_next(
         caller = caller_phone(edge)
         try:
             with pstn_uas(up, tmp_path) as uas:
-                invite = caller.invite(edge.port, "0301234567")
-                ok = caller.final()
-                assert ok.status == 200
-                target = str(ok.contacts[0].uri)  # type: ignore[index]
-                to = ok.headers.get("To") or ""
-                cseq = invite.cseq.number
-                caller.send(caller.request("ACK", target, to, invite.call_id, cseq), edge.port)
-                caller.send(caller.request("BYE", target, to, invite.call_id, cseq + 1), edge.port)
-                assert caller.final().status == 200
+                talk(caller, edge, "0301234567")
                 assert uas.wait().ok
         finally:
             caller.close()
@@ -291,16 +281,8 @@ def test_a_trunk_that_does_not_answer_in_time_gives_way_to_the_next(
                 pstn_uas(up, tmp_path) as uas,
             ):
                 started = time.monotonic()
-                invite = caller.invite(edge.port, "0301234567")
-                ok = caller.final()
+                talk(caller, edge, "0301234567")
                 waited_s = time.monotonic() - started
-                assert ok.status == 200
-                target = str(ok.contacts[0].uri)  # type: ignore[index]
-                to = ok.headers.get("To") or ""
-                cseq = invite.cseq.number
-                caller.send(caller.request("ACK", target, to, invite.call_id, cseq), edge.port)
-                caller.send(caller.request("BYE", target, to, invite.call_id, cseq + 1), edge.port)
-                assert caller.final().status == 200
                 assert uas.wait().ok
                 assert "CANCEL sip:" in traced_messages(ringing.wait())
         finally:

@@ -184,7 +184,7 @@ class Registration:
 
     # -- the cases ---------------------------------------------------------------------
     def _challenged(self, response: Response, *, cnonce: str, jitter: float) -> Register | Wait:
-        chosen, header = _chosen_challenge(response)
+        chosen, header = chosen_challenge(response)
         if chosen is None:
             return self._failed(
                 response.status, f"{response.reason} (no challenge we answer)", jitter
@@ -199,7 +199,7 @@ class Registration:
         """The unregister (Expires 0) answers its first challenge; anything else ends it."""
         if response.status not in (401, 407) or self._answered is not None:
             return Wait(0.0)
-        chosen, header = _chosen_challenge(response)
+        chosen, header = chosen_challenge(response)
         if chosen is None:
             return Wait(0.0)
         self._answered, self._nc = (chosen, header), 0
@@ -334,7 +334,7 @@ def wanted_trunks(tenants: Iterable[TenantSnapshot]) -> Mapping[tuple[str, str],
     }
 
 
-def _chosen_challenge(response: Response) -> tuple[Challenge | None, str]:
+def chosen_challenge(response: Response) -> tuple[Challenge | None, str]:
     """The challenge of a 401 or 407 we answer (the strongest), and its header's name."""
     header = WWW_AUTHENTICATE if response.status == 401 else PROXY_AUTHENTICATE
     challenges: list[Challenge] = []

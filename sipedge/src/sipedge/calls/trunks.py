@@ -38,18 +38,14 @@ from sipedge.calls.admission import Admission, Refused
 from sipedge.calls.build import Identity, b_leg_invite
 from sipedge.sip.auth import (
     AUTHORIZATION,
-    PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION,
     WWW_AUTHENTICATE,
-    Challenge,
-    parse_challenge,
 )
-from sipedge.sip.digest import answer_challenge, choose_challenge, is_answerable
-from sipedge.sip.errors import ParseError
+from sipedge.sip.digest import answer_challenge
 from sipedge.sip.grammar import quote
 from sipedge.sip.message import Request, Response
 from sipedge.sip.uri import SipUri
-from sipedge.trunking import next_hop, trunk_of_contact_user
+from sipedge.trunking import chosen_challenge, next_hop, trunk_of_contact_user
 
 #: Voicemail routes are accepted in dial plans; until voicemail is served they answer so.
 VOICEMAIL_NOT_SERVED = Refused(480, "Temporarily Unavailable (voicemail not served yet)")
@@ -217,15 +213,8 @@ def with_credentials(
     """``invite`` again, answering the challenge of its 401 or 407 (§22.2): same dialog
     (Call-ID, From tag, To), a new branch (``via``) and the next CSeq (§8.1.3.5). None when
     no challenge in it is one we can answer."""
-    header = WWW_AUTHENTICATE if response.status == 401 else PROXY_AUTHENTICATE
-    challenges: list[Challenge] = []
-    for value in response.headers.lines(header):
-        try:
-            challenges.append(parse_challenge(value, header))
-        except ParseError:
-            continue
-    chosen = choose_challenge(challenges)
-    if chosen is None or not is_answerable(chosen):
+    chosen, header = chosen_challenge(response)
+    if chosen is None:
         return None
     credentials = answer_challenge(
         chosen,
