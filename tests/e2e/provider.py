@@ -177,7 +177,8 @@ class Provider:
     registered Contact's host and port are kept). ``algorithm``: the digest algorithm
     ``"MD5"`` or ``"SHA-256"`` (SIPp 3.6 answers MD5 only). ``min_expires_s``: shorter
     registrations get 423; ``max_expires_s``: longer ones are granted this (a few seconds
-    make a customer's refreshes countable in a test).
+    make a customer's refreshes countable in a test). ``challenge_in_dialog``: the
+    customer's BYEs and re-INVITEs are challenged (407) too, as some carriers do.
     """
 
     def __init__(
@@ -191,6 +192,7 @@ class Provider:
         pstn_uac_port: int | None = None,
         fail_invites: bool = False,
         did_in_request_uri: bool = False,
+        challenge_in_dialog: bool = False,
         algorithm: str = "MD5",
         min_expires_s: int = 60,
         max_expires_s: int = 3600,
@@ -206,6 +208,7 @@ class Provider:
         if len({self.port, self.pstn_uas_port, self.pstn_uac_port}) != 3:
             raise ValueError("the provider and the two PSTN ports must differ")
         self.fail_invites, self.did_in_request_uri = fail_invites, did_in_request_uri
+        self.challenge_in_dialog = challenge_in_dialog
         self.algorithm, self.min_expires_s = algorithm, min_expires_s
         self.max_expires_s = max_expires_s
         self.run_dir = workdir / f"provider-{self.port}"
@@ -238,7 +241,11 @@ class Provider:
 
     def _flags(self) -> list[str]:
         """provider.cfg's modes, defined without a value."""
-        modes = (("FAIL_INVITES", self.fail_invites), ("DID_IN_RURI", self.did_in_request_uri))
+        modes = (
+            ("FAIL_INVITES", self.fail_invites),
+            ("DID_IN_RURI", self.did_in_request_uri),
+            ("CHALLENGE_IN_DIALOG", self.challenge_in_dialog),
+        )
         return [name for name, on in modes if on]
 
     @property

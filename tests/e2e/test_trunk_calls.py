@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import EdgeFactory, EdgeProc, write_tenant
-from .provider import Provider, pstn_call, pstn_uas, traced_messages
+from .provider import Provider, provider_scenario, pstn_call, pstn_uas, traced_messages
 from .test_prepaid_calls import cdrs_and_balance, top_up
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -207,6 +207,49 @@ PREPAID = (
     "  billing:\n    plan: prepaid\n    currency: EUR\n"
     '    rates: [{prefix: "49", perMinute: "1.20", connectFee: "0.10", increments: 1/1}]\n'
 )
+
+
+def test_a_provider_challenging_bye_and_reinvite_gets_them_answered(
+    edge_factory: EdgeFactory, tmp_path: Path
+) -> None:
+    """Some carriers challenge in-dialog requests too: the caller's hold (re-INVITE) and
+    hang-up (BYE) reach the PSTN through the provider's 407, answered with the trunk's
+    credentials and the next CSeq of the trunk's dialog."""
+    with Provider(tmp_path, challenge_in_dialog=True) as provider:
+        edge = start_with_trunks(edge_factory, {"carrier-a": provider})
+        caller = caller_phone(edge)
+        hold = provider_scenario("pstn_uas_hold")
+        try:
+            with pstn_uas(provider, tmp_path, server_scenario=hold) as uas:
+                invite = caller.invite(edge.port, "0301234567")
+                ok = caller.final()
+                assert ok.status == 200
+                target = str(ok.contacts[0].uri)  # type: ignore[index]
+                to = ok.headers.get("To") or ""
+                call_id, cseq = invite.call_id, invite.cseq.number
+                caller.send(caller.request("ACK", target, to, call_id, cseq), edge.port)
+                reinvite = caller.request("INVITE", target, to, call_id, cseq + 1, body=SDP)
+                caller.send(reinvite, edge.port)
+                held = caller.final()
+                assert (held.status, held.body.endswith(b"a=recvonly\r\n")) == (200, True)
+                caller.send(caller.request("ACK", target, to, call_id, cseq + 1), edge.port)
+                caller.send(caller.request("BYE", target, to, call_id, cseq + 2), edge.port)
+                assert caller.final().status == 200
+                result = uas.wait()
+            assert result.ok, result.describe()
+        finally:
+            caller.close()
+        in_dialog = [
+            (o.method, o.status, o.user, o.cseq)
+            for o in provider.outcomes()
+            if o.method in ("INVITE", "BYE") and (o.cseq or 0) > 2
+        ]
+        assert in_dialog == [
+            ("INVITE", 407, None, 3),  # the hold, challenged
+            ("INVITE", None, provider.username, 4),  # answered: relayed to the PSTN
+            ("BYE", 407, None, 5),  # the next CSeq of the trunk's dialog
+            ("BYE", None, provider.username, 6),
+        ]
 
 
 def test_a_call_out_is_rated_and_charged_to_the_prepaid_tenant(

@@ -343,3 +343,11 @@ def test_a_call_through_trunks_carries_their_channels() -> None:
     assert '"channels":["carrier-a","carrier-b"]' in through.to_json()
     assert Call.from_json(through.to_json()) == through
     assert '"channels"' not in a_call().to_json()
+
+
+def test_a_leg_through_a_trunk_names_it_and_others_do_not() -> None:
+    """Whichever edge process sends the BYE answers the provider's challenge to it."""
+    through = a_call().with_leg(replace(B_LEG, trunk="carrier-a"))
+    assert '"trunk":"carrier-a"' in through.to_json()
+    assert Call.from_json(through.to_json()) == through
+    assert '"trunk"' not in a_call().to_json()

@@ -294,6 +294,33 @@ def test_a_challenge_is_answered_in_a_new_invite_with_the_next_cseq(
     assert verdict is Verdict.OK
 
 
+def test_an_in_dialog_request_is_answered_with_its_own_method() -> None:
+    """A provider challenging our BYE gets it again: method BYE in the digest and CSeq."""
+    bye = b_invite()
+    bye.method = "BYE"
+    bye.headers.set("CSeq", "3 BYE")
+    server = DigestServer("provider.test", b"k" * 32, ("MD5",))
+    (found,) = server.challenges(client_addr="198.51.100.1", now=1_780_000_000.0)
+    challenge = response(407, f"Proxy-Authenticate: {found.to_header_value()}")
+    again = with_credentials(
+        bye, challenge, username="4930555", password="pw-a", cnonce="c", via="v"
+    )
+    assert again is not None
+    assert (again.method, again.headers.get("CSeq")) == ("BYE", "4 BYE")
+    credentials = parse_credentials(
+        again.headers.single("Proxy-Authorization"), "Proxy-Authorization"
+    )
+    verdict = server.verify(
+        credentials,
+        method="BYE",
+        stored_ha1=ha1("4930555", "provider.test", "pw-a", "MD5"),
+        client_addr="198.51.100.1",
+        now=1_780_000_000.0,
+        request_uri=bye.uri_text,
+    ).verdict
+    assert verdict is Verdict.OK
+
+
 def test_a_challenge_we_cannot_answer_gives_none() -> None:
     challenge = response(
         407, 'Proxy-Authenticate: Digest realm="x", nonce="n", algorithm=AKAv1-MD5'

@@ -115,7 +115,9 @@ class EdgeProcess:
         self.edge = Edge(config, self.metrics, worker)
         self.relays = _relays(config)
         anchor = Anchor(self.relays) if self.relays is not None else None
-        self.calls = CallControl(self.edge, location, dialogs, anchor, Admission(quotas))
+        self.calls = CallControl(
+            self.edge, location, dialogs, anchor, Admission(quotas), tenants=self.tenants
+        )
         self.ua = UserAgent(self.edge, self.tenants, location, self.calls)
         self.edge.tu = self.ua
         self._housekeeping: list[asyncio.Task[None]] = []

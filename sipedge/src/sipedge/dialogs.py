@@ -39,6 +39,9 @@ class Leg:
     transport: str
     host: str
     port: int
+    #: The tenant's trunk this leg runs through ("" for a phone): a request of ours its
+    #: provider challenges is answered with the trunk's credentials.
+    trunk: str = ""
 
     def next_cseq(self) -> Leg:
         return replace(self, local_cseq=self.local_cseq + 1)
@@ -148,6 +151,7 @@ def _leg_fields(leg: Leg) -> dict[str, Any]:
         "remote_uri": leg.remote_uri,
         "route_set": list(leg.route_set),
         "transport": leg.transport,
+        **({"trunk": leg.trunk} if leg.trunk else {}),
     }
 
 

@@ -56,6 +56,7 @@ from sipedge.quotas import MemoryQuotas
 from sipedge.sip.message import Request, Response, make_response
 from sipedge.sip.transaction import CancelReceived, ClientKey, Peer, TimedOut, TransactionKey
 from sipedge.sip.uri import SipUri
+from sipedge.tenants import TenantDirectory
 from sipedge.trunking import next_hop
 
 log = logging.getLogger("sipedge.calls")
@@ -175,6 +176,8 @@ class Setup:
     outbound: Attempts | None = None
     #: Trunks whose channels this call holds (the one it came in by, the one it goes out).
     channels: list[str] = field(default_factory=list)
+    #: The trunk the call came in by ("" from a phone).
+    a_trunk: str = ""
 
 
 class CallControl:
@@ -188,8 +191,11 @@ class CallControl:
         anchor: Anchor | None = None,
         admission: Admission | None = None,
         credit: Credit | None = None,
+        tenants: TenantDirectory | None = None,
     ) -> None:
         self.edge = edge
+        #: The tenants served (for their trunks' credentials in calls already set up).
+        self.tenants = tenants
         self.location = location
         self.dialogs = dialogs
         #: Trial rules and concurrent-call limits (in this process's memory by default).
@@ -284,6 +290,7 @@ class CallControl:
             aor,
         )
         setup.admitted = admitted
+        setup.a_trunk = caller.trunk
         self._setups[key] = setup
         if caller.trunk and not await self._take_channel(setup, caller.trunk):
             self._refuse(setup, 503, "Service Unavailable (trunk channels busy)")
@@ -893,6 +900,7 @@ class CallControl:
             transport=setup.a_source.transport,
             host=setup.a_source.host,
             port=setup.a_source.port,
+            trunk=setup.a_trunk,
         )
 
     def _b_late_2xx(self, answered: Answered, event: ClientEvent) -> None:
@@ -1139,7 +1147,36 @@ class CallControl:
     def _send_bye(self, leg: Leg, tenant: str) -> None:
         leg = leg.next_cseq()
         bye = in_dialog_request("BYE", leg, leg.local_cseq, self.identity(tenant, leg.transport))
-        self.edge.request(bye, Peer(leg.transport, leg.host, leg.port), lambda event: None)
+        peer = Peer(leg.transport, leg.host, leg.port)
+        handler = partial(self._bye_challenged, tenant, leg, bye, peer) if leg.trunk else _ignore
+        self.edge.request(bye, peer, handler)
+
+    def _bye_challenged(
+        self, tenant: str, leg: Leg, bye: Request, peer: Peer, event: ClientEvent
+    ) -> None:
+        """A provider that challenges our BYE (some do) gets it once more, answered."""
+        if isinstance(event, Response) and event.status in (401, 407):
+            again = self._authorized(tenant, leg.trunk, bye, event, peer.transport)
+            if again is not None:
+                self.edge.request(again, peer, _ignore)
+
+    def _authorized(
+        self, tenant: str, trunk_name: str, request: Request, challenge: Response, transport: str
+    ) -> Request | None:
+        """``request`` again with the trunk's credentials for ``challenge``; None when
+        the tenant or its trunk is gone, or the challenge is none we answer."""
+        snapshot = self.tenants.by_name(tenant) if self.tenants is not None else None
+        trunk = snapshot.trunk(trunk_name) if snapshot is not None else None
+        if snapshot is None or trunk is None:
+            return None
+        return with_credentials(
+            request,
+            challenge,
+            username=trunk.auth_username,
+            password=snapshot.trunk_password(trunk.name),
+            cnonce=secrets.token_hex(8),
+            via=self.edge.via_for(transport),
+        )
 
     def _media_timeout(self, tenant: str, call_id: str) -> None:
         """The relay ended a call that carried no media for its idle timeout (a phone
@@ -1216,7 +1253,7 @@ class CallControl:
         self.edge.request(
             forwarded,
             Peer(other.transport, other.host, other.port),
-            lambda event: self._relay_back(call, request, key, other, event, late),
+            lambda event: self._relay_back(call, request, key, other, event, late, forwarded),
         )
 
     async def _bye(self, tenant: str, request: Request, key: TransactionKey) -> None:
@@ -1298,6 +1335,32 @@ class CallControl:
                 return
         self.edge.respond(key, relayed)
 
+    def _reauthorize(
+        self,
+        call: Call,
+        request: Request,
+        key: TransactionKey,
+        other: Leg,
+        challenge: Response,
+        late: OwedAck | None,
+        forwarded: Request,
+    ) -> bool:
+        """A request passed into a trunk's dialog that its provider challenged: sent once
+        more with the trunk's credentials and the next CSeq (stored, for the requests that
+        follow); its answer goes back as usual. False when it cannot be answered."""
+        again = self._authorized(call.tenant, other.trunk, forwarded, challenge, other.transport)
+        if again is None:
+            return False
+        other = other.next_cseq()
+        call = call.with_leg(other)
+        self._spawn(self.dialogs.put(call, self.edge.wall()))
+        self.edge.request(
+            again,
+            Peer(other.transport, other.host, other.port),
+            lambda event: self._relay_back(call, request, key, other, event, late),
+        )
+        return True
+
     def _relay_back(
         self,
         call: Call,
@@ -1306,7 +1369,13 @@ class CallControl:
         other: Leg,
         event: ClientEvent,
         late: OwedAck | None = None,
+        forwarded: Request | None = None,
     ) -> None:
+        challenged = isinstance(event, Response) and event.status in (401, 407)
+        if challenged and other.trunk and forwarded is not None:
+            assert isinstance(event, Response)
+            if self._reauthorize(call, request, key, other, event, late, forwarded):
+                return
         if not isinstance(event, Response):
             self._reply(
                 key,
@@ -1380,6 +1449,7 @@ def _leg_template(setup: Setup, fork: Fork) -> Leg:
         transport=fork.destination.transport,
         host=fork.destination.host,
         port=fork.destination.port,
+        trunk=trunk.name if setup.outbound and (trunk := setup.outbound.trunk) else "",
     )
 
 

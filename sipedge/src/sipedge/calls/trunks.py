@@ -202,7 +202,7 @@ def only_codecs(body: bytes, codecs: Iterable[str]) -> bytes:
 
 
 def with_credentials(
-    invite: Request,
+    request: Request,
     response: Response,
     *,
     username: str,
@@ -210,35 +210,37 @@ def with_credentials(
     cnonce: str,
     via: str,
 ) -> Request | None:
-    """``invite`` again, answering the challenge of its 401 or 407 (§22.2): same dialog
+    """``request`` again, answering the challenge of its 401 or 407 (§22.2): same dialog
     (Call-ID, From tag, To), a new branch (``via``) and the next CSeq (§8.1.3.5). None when
-    no challenge in it is one we can answer."""
+    no challenge in it is one we can answer. An INVITE, or an in-dialog request (a BYE,
+    a re-INVITE) the provider challenges too."""
     chosen, header = chosen_challenge(response)
     if chosen is None:
         return None
+    method = request.method
     credentials = answer_challenge(
         chosen,
-        method="INVITE",
-        uri=invite.uri_text,
+        method=method,
+        uri=request.uri_text,
         username=username,
         cnonce=cnonce,
         password=password,
-        body=invite.body,
+        body=request.body,
     )
     answered = AUTHORIZATION if header == WWW_AUTHENTICATE else PROXY_AUTHORIZATION
     fields: list[tuple[str, str]] = []
-    for name, value in invite.headers:
+    for name, value in request.headers:
         key = name.lower()
         if key == "via":
             value = via
         elif key == "cseq":
-            value = f"{invite.cseq.number + 1} INVITE"
+            value = f"{request.cseq.number + 1} {method}"
         elif key in (AUTHORIZATION.lower(), PROXY_AUTHORIZATION.lower()):
             continue
         fields.append((name, value))
     fields.append((answered, credentials.to_header_value()))
-    again = Request("INVITE", invite.uri_text, fields)
-    again.body = invite.body
+    again = Request(method, request.uri_text, fields)
+    again.body = request.body
     return again
 
 
