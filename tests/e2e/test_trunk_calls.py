@@ -51,6 +51,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 PASSWORD_2001 = "pw-2001-test"
+#: An offer of PCMA and PCMU, for a trunk that takes PCMU only.
+TWO_CODECS = SDP.replace(b"RTP/AVP 0\r\n", b"RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\n")
 #: The trunk's DID: its last four digits are extension 2002 (the dial plan strips 4930555).
 DID = "49305552002"
 
@@ -64,6 +66,7 @@ def trunk_manifest(
     caller_id: str = "",
     register: bool = False,
     did: str = "",
+    codecs: str = "",
 ) -> str:
     policy = caller_id or "{policy: trunk}"
     dids = f'["+{did}"]' if did else "[]"
@@ -83,6 +86,7 @@ def trunk_manifest(
           from: {{user: "4930555000", domain: {provider.realm}}}
           callerId: {policy}
           maxChannels: {max_channels}
+          {f"codecs: [{codecs}]" if codecs else ""}
     """)
 
 
@@ -116,6 +120,7 @@ def start_with_trunks(
     extra_args: tuple[str, ...] = (),
     register: bool = False,
     no_answer_s: int = 30,
+    codecs: str = "",
 ) -> EdgeProc:
     tenant = f"tr{secrets.token_hex(3)}"
 
@@ -133,6 +138,7 @@ def start_with_trunks(
                 caller_id=caller_id,
                 register=register,
                 did=DID if index == 0 else "",
+                codecs=codecs,
             )
             for index, (name, provider) in enumerate(providers.items())
         ]
@@ -216,7 +222,7 @@ def test_a_provider_challenging_bye_and_reinvite_gets_them_answered(
     hang-up (BYE) reach the PSTN through the provider's 407, answered with the trunk's
     credentials and the next CSeq of the trunk's dialog."""
     with Provider(tmp_path, challenge_in_dialog=True) as provider:
-        edge = start_with_trunks(edge_factory, {"carrier-a": provider})
+        edge = start_with_trunks(edge_factory, {"carrier-a": provider}, codecs="PCMU")
         caller = caller_phone(edge)
         hold = provider_scenario("pstn_uas_hold")
         try:
@@ -228,7 +234,7 @@ def test_a_provider_challenging_bye_and_reinvite_gets_them_answered(
                 to = ok.headers.get("To") or ""
                 call_id, cseq = invite.call_id, invite.cseq.number
                 caller.send(caller.request("ACK", target, to, call_id, cseq), edge.port)
-                reinvite = caller.request("INVITE", target, to, call_id, cseq + 1, body=SDP)
+                reinvite = caller.request("INVITE", target, to, call_id, cseq + 1, body=TWO_CODECS)
                 caller.send(reinvite, edge.port)
                 held = caller.final()
                 assert (held.status, held.body.endswith(b"a=recvonly\r\n")) == (200, True)
@@ -237,6 +243,10 @@ def test_a_provider_challenging_bye_and_reinvite_gets_them_answered(
                 assert caller.final().status == 200
                 result = uas.wait()
             assert result.ok, result.describe()
+            offers = traced_messages(result).split("m=audio")[1:]
+            assert len(offers) == 4  # offer and answer, twice
+            assert offers[2].startswith(" 4000 RTP/AVP 0\n")  # the hold: PCMU only (trace: LF)
+            assert "PCMA" not in offers[2].split("----")[0]
         finally:
             caller.close()
         in_dialog = [

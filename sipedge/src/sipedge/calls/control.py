@@ -42,6 +42,7 @@ from sipedge.calls.trunks import (
     Outbound,
     fails_over,
     from_uri,
+    only_codecs,
     presented,
     to_uri,
     trunk_invite,
@@ -1160,6 +1161,12 @@ class CallControl:
             if again is not None:
                 self.edge.request(again, peer, _ignore)
 
+    def _trunk_codecs(self, tenant: str, trunk_name: str, sdp: bytes) -> bytes:
+        """A new offer into a trunk's dialog keeps to the trunk's codecs, as the first did."""
+        snapshot = self.tenants.by_name(tenant) if self.tenants is not None else None
+        trunk = snapshot.trunk(trunk_name) if snapshot is not None else None
+        return only_codecs(sdp, trunk.codecs) if trunk is not None and trunk.codecs else sdp
+
     def _authorized(
         self, tenant: str, trunk_name: str, request: Request, challenge: Response, transport: str
     ) -> Request | None:
@@ -1246,6 +1253,8 @@ class CallControl:
         offers = call.relay and request.method in _OFFERS and has_sdp(request)
         if offers and not await self._reoffer(call, request, key, forwarded):
             return
+        if other.trunk and request.method in _OFFERS and has_sdp(forwarded):
+            forwarded.body = self._trunk_codecs(call.tenant, other.trunk, forwarded.body)
         # A re-INVITE without SDP asks the other side for an offer, in its 2xx.
         late = (
             OwedAck(other.call_id) if request.method == "INVITE" and not has_sdp(request) else None
