@@ -145,6 +145,30 @@ def test_a_disabled_tenant_loses_its_calls_and_registrations(
         callee.close()
 
 
+def test_an_edge_dedicated_to_a_tenant_serves_no_other(
+    edge_factory: EdgeFactory, client: redis.Redis, tenant: TenantSnapshot
+) -> None:
+    other = replace(tenant, name=f"{tenant.name}-x", domain=f"x.{tenant.domain}")
+    publish(client, tenant)
+    publish(client, other)
+    try:
+        edge = edge_factory(
+            snapshots=True,
+            tenant=tenant.name,
+            domain=tenant.domain,
+            extra_args=["--only-tenant", tenant.name],
+        )
+        mine, theirs = phone("2001", tenant), phone("2001", other)
+        try:
+            assert mine.register(edge.port).status == 200
+            assert second_register_status(theirs, edge.port) == 403
+        finally:
+            mine.close()
+            theirs.close()
+    finally:
+        forget(client, other)
+
+
 def test_a_snapshot_that_does_not_decode_changes_nothing(
     edge_factory: EdgeFactory, client: redis.Redis, tenant: TenantSnapshot
 ) -> None:

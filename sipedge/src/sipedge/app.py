@@ -241,7 +241,11 @@ class EdgeProcess:
         log.info("serving %d tenants from their snapshots", len(self.tenants))
 
     def _serve(self, snapshot: TenantSnapshot) -> bool:
-        """Serve ``snapshot`` if it is newer than what is served; False if not taken."""
+        """Serve ``snapshot`` if it is newer than what is served (and, on an edge
+        dedicated to some tenants, one of theirs); False if not taken."""
+        only = self.config.only_tenants
+        if only and snapshot.name not in only:
+            return False
         try:
             taken = self.tenants.replace(snapshot)
         except TenantConflict as error:

@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         "--relay-ping-interval", type=float, default=10.0, help="seconds between relay pings"
     )
     run.add_argument(
+        "--only-tenant",
+        dest="only_tenants",
+        action="append",
+        default=[],
+        help="serve only this tenant's snapshot (repeatable): an edge dedicated to a tenant",
+    )
+    run.add_argument(
         "--billing",
         dest="billing_url",
         type=check_url,
@@ -163,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers > 1 and not args.redis_url:
         print("--workers > 1 needs --redis: memory stores are per process", file=sys.stderr)
         return 2
+    if args.only_tenants and args.manifests is not None:
+        print("--only-tenant picks among the snapshots: not with --manifests", file=sys.stderr)
+        return 2
     if args.manifests is None and not args.redis_url:
         print(
             "serve needs --manifests DIR, or --redis for the operator's snapshots", file=sys.stderr
@@ -184,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         relay_ping_interval_s=args.relay_ping_interval,
         billing_url=args.billing_url,
         credit_slice_s=args.credit_slice,
+        only_tenants=tuple(args.only_tenants),
         trunk_lease_ttl_s=args.trunk_lease_ttl,
         trunk_lease_renew_s=args.trunk_lease_renew,
         trunk_backoff_base_s=args.trunk_backoff_base,

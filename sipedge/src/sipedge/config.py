@@ -93,6 +93,9 @@ class EdgeConfig:
     trunk_lease_renew_s: float | None = None
     #: The first wait after a failed trunk registration (None: sipedge.trunking's).
     trunk_backoff_base_s: float | None = None
+    #: Serve only these tenants' snapshots (an edge dedicated to a tenant: issue 7's
+    #: ``spec.isolation: dedicated``); empty: every tenant published.
+    only_tenants: tuple[str, ...] = ()
 
     def __reduce__(self) -> tuple[type[EdgeConfig], tuple[object, ...]]:
         """Rebuilt through __init__ when unpickled (see :meth:`Listen.__reduce__`)."""
