@@ -12,6 +12,7 @@ import pytest
 
 from contracts.billing.rating import Rate
 from contracts.manifest import ManifestError, compile_tenant, manifest_path
+from contracts.manifest import isolation as manifest_isolation
 from contracts.snapshot import BillingPlan, Extension, Limits, MediaPolicy, TenantSnapshot
 
 PASSWORDS = {"front-desk": "Tr0ub4dor&3-front", "ceo": "correct horse battery staple"}
@@ -119,6 +120,17 @@ def test_omitted_fields_take_their_defaults() -> None:
     assert (snapshot.limits, snapshot.media) == (Limits(), MediaPolicy(anchor=True))
 
 
+@pytest.mark.parametrize("isolation", ["shared", "dedicated"])
+def test_isolation_is_the_operators_business_and_leaves_the_snapshot_alone(
+    isolation: str,
+) -> None:
+    document = manifest()
+    document["spec"]["isolation"] = isolation
+    assert compile_tenant(document, SECRETS) == compile_tenant(manifest(), SECRETS)
+    assert manifest_isolation(document) == isolation
+    assert manifest_isolation(manifest()) == "shared"
+
+
 def test_hosts_are_normalized_and_the_realm_is_the_normal_domain() -> None:
     document = manifest()
     document["spec"]["domain"] = "SIP.Acme.Example."
@@ -177,7 +189,8 @@ FAULTS: list[tuple[str, object, str]] = [
     (
         "spec.domian",
         "x.example",
-        "unknown field (expected: aliases, billing, domain, enabled, extensions, limits, media)",
+        "unknown field (expected: aliases, billing, domain, enabled, extensions, isolation, "
+        "limits, media)",
     ),
     ("spec.domain", DROP, "is required"),
     ("spec.domain", 42, "must be a string, not 42"),
@@ -187,6 +200,8 @@ FAULTS: list[tuple[str, object, str]] = [
     ("spec.aliases[0]", "bad_host", "must be a lower-case host name or IP address, not 'bad_host'"),
     ("spec.aliases[0]", "SIP.acme.example", "repeats host 'sip.acme.example'"),
     ("spec.enabled", "yes", "must be a boolean, not a string"),
+    ("spec.isolation", "private", "must be one of shared, dedicated, not 'private'"),
+    ("spec.isolation", True, "must be one of shared, dedicated, not True"),
     ("spec.media", "anchored", "must be a mapping, not str"),
     ("spec.media.anchor", "no", "must be a boolean, not a string"),
     ("spec.media.anchr", True, "unknown field (expected: anchor)"),

@@ -64,7 +64,12 @@ TRIAL_FIELDS: Mapping[str, str] = {
     "verifiedNumbers": "verified_numbers",
     "expires": "expires_at_s",
 }
-_SPEC_KEYS = frozenset({"domain", "aliases", "enabled", "media", "limits", "extensions", "billing"})
+#: ``spec.isolation``: served by the shared edge pool, or by an edge Deployment of its own
+#: (the operator's business: the snapshot is the same either way).
+ISOLATIONS = ("shared", "dedicated")
+_SPEC_KEYS = frozenset(
+    {"domain", "aliases", "enabled", "isolation", "media", "limits", "extensions", "billing"}
+)
 _EXTENSION_KEYS = frozenset({"number", "displayName", "maxContacts", "passwordSecretRef"})
 _SECRET_REF_KEYS = frozenset({"name", "key"})
 
@@ -111,6 +116,7 @@ def compile_tenant(
     _check_type(root)
     metadata = _mapping(_required(root, "metadata", ""), "metadata")
     spec = _mapping(_required(root, "spec", ""), "spec", _SPEC_KEYS)
+    isolation(tenant)
     domain = _domain(spec)
     billing = _billing(spec)
     limits = _limits(spec, billing)
@@ -128,6 +134,17 @@ def compile_tenant(
             billing=billing,
             enabled=spec.get("enabled", True),
         )
+
+
+def isolation(tenant: Mapping[str, Any]) -> str:
+    """``spec.isolation`` of a Tenant manifest: ``shared`` (the default) or ``dedicated``."""
+    spec = tenant.get("spec")
+    value = spec.get("isolation", ISOLATIONS[0]) if isinstance(spec, Mapping) else ISOLATIONS[0]
+    if value not in ISOLATIONS:
+        raise ManifestError(
+            "spec.isolation", f"must be one of {', '.join(ISOLATIONS)}, not {_shown(value)}"
+        )
+    return str(value)
 
 
 def _check_type(root: Mapping[str, Any]) -> None:
