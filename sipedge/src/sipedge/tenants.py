@@ -9,8 +9,9 @@ Owns two things:
   the operator's compiler, :func:`contracts.manifest.compile_tenant`, and the ``Trunk``
   and ``DialPlan`` documents that name a tenant, which go into its snapshot with each
   trunk's password (from its Secret, or from the file beside the manifests that
-  ``password.file`` names). Other kinds are skipped. Every fault names the file, the
-  document and the field, and never shows a password.
+  ``password.file`` names) as the operator joins them,
+  :func:`contracts.tenant_objects.attach_objects`. Other kinds are skipped. Every fault
+  names the file, the document and the field, and never shows a password.
 * :class:`TenantDirectory`: the snapshots an edge serves, looked up by the host a request
   names (domain or alias, any case) in one dict lookup. Newer versions replace older
   ones; a stale one is ignored. A disabled tenant is still found: refusing its phones
@@ -24,10 +25,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -37,7 +37,8 @@ import yaml
 
 from contracts import dialplan, trunk
 from contracts.manifest import KIND, ManifestError, compile_tenant
-from contracts.snapshot import SnapshotError, TenantSnapshot, normalize_host
+from contracts.snapshot import TenantSnapshot, normalize_host
+from contracts.tenant_objects import ObjectError, attach_objects, object_name
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 #: libyaml's safe loader when PyYAML was built with it: a 10,000-extension tenant loads in
@@ -191,88 +192,44 @@ class _Beside:
 
     def attach(self, tenant: _Document, snapshot: TenantSnapshot) -> TenantSnapshot:
         mine = self.by_tenant.get(snapshot.name, [])
-        trunk_documents = [d for d in mine if _kind(d) == trunk.KIND]
-        plan_documents = [d for d in mine if _kind(d) == dialplan.KIND]
-        passwords: dict[str, str] = {}
-        names: set[str] = set()
-        for document in trunk_documents:
-            try:
-                compiled = trunk.compile_trunk(document.body, tenant=snapshot.name)
-            except ManifestError as exc:
-                raise document.error(exc.message, exc.path) from None
-            if compiled.name in names:
-                raise document.error(f"Trunk {compiled.name!r} is defined twice", "metadata.name")
-            names.add(compiled.name)
-            passwords[compiled.name] = self._password(document, compiled.password)
+        documents = {
+            kind: [d for d in mine if _kind(d) == kind] for kind in (trunk.KIND, dialplan.KIND)
+        }
         try:
-            dialplan.compile_dial_plans(
-                [d.body for d in plan_documents], tenant=snapshot.name, trunks=names
-            )
-        except ManifestError as exc:
-            raise _named(plan_documents, exc, tenant) from None
-        try:
-            return replace(
+            return attach_objects(
                 snapshot,
-                trunk_manifests=tuple(_plain(d.body) for d in trunk_documents),
-                dial_plan_manifests=tuple(_plain(d.body) for d in plan_documents),
-                trunk_passwords=passwords,
+                [d.body for d in documents[trunk.KIND]],
+                [d.body for d in documents[dialplan.KIND]],
+                self.secrets,
+                read_password_file=self._read_password_file,
             )
-        except SnapshotError as exc:  # across trunks: a DID routed by two of them
-            raise _named(trunk_documents, exc, tenant) from None
+        except ObjectError as exc:
+            mistaken = documents[exc.kind]
+            if exc.index is not None:
+                raise mistaken[exc.index].error(exc.message, exc.path) from None
+            raise _named(mistaken, exc.message, tenant) from None
 
-    def _password(self, document: _Document, ref: trunk.SecretRef | trunk.PasswordFile) -> str:
-        where = "spec.password"
-        if isinstance(ref, trunk.SecretRef):
-            secret = self.secrets.get(ref.name)
-            if secret is None:
-                raise document.error(f"Secret {ref.name!r} not found", f"{where}.secretRef.name")
-            password = secret.get(ref.key)
-            if password is None:
-                raise document.error(
-                    f"Secret {ref.name!r} has no key {ref.key!r}", f"{where}.secretRef.key"
-                )
-        else:
-            entry = self.root / ref.name
-            if not entry.is_file():
-                raise document.error(f"no file {ref.name!r} beside the manifests", f"{where}.file")
-            try:
-                password = entry.read_text(encoding="utf-8").rstrip("\r\n")
-            except (OSError, UnicodeDecodeError):
-                raise document.error(
-                    f"file {ref.name!r} is not UTF-8 text", f"{where}.file"
-                ) from None
-        if not password:
-            raise document.error("the password is empty", where)
-        return password
+    def _read_password_file(self, name: str) -> str:
+        entry = self.root / name
+        if not entry.is_file():
+            raise ValueError(f"no file {name!r} beside the manifests")
+        try:
+            return entry.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError):
+            raise ValueError(f"file {name!r} is not UTF-8 text") from None
 
 
-def _named(
-    documents: list[_Document], error: ManifestError | SnapshotError, fallback: _Document
-) -> ManifestFolderError:
-    """The compiler's error, at the document it names first (``Trunk carrier-b spec...``)."""
-    text = error.message if isinstance(error, SnapshotError) else str(error)
+def _named(documents: list[_Document], text: str, fallback: _Document) -> ManifestFolderError:
+    """The error ``text``, at the document it names first (``Trunk carrier-b spec...``)."""
     found: list[tuple[int, _Document]] = []
     for document in documents:
-        metadata = document.body.get("metadata")
-        name = metadata.get("name") if isinstance(metadata, Mapping) else None
-        at = text.find(f"{_kind(document)} {name}") if isinstance(name, str) else -1
+        name = object_name(document.body)
+        at = text.find(f"{_kind(document)} {name}") if name is not None else -1
         if at >= 0:
             found.append((at, document))
     if found:
         return min(found, key=lambda pair: pair[0])[1].error(text)
     return fallback.error(text)
-
-
-def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What a snapshot keeps of a manifest: its type, its name and its spec."""
-    metadata = body.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {"name": name},
-        "spec": copy.deepcopy(body.get("spec")),
-    }
 
 
 def _check_unique(compiled: list[tuple[_Document, TenantSnapshot]]) -> None:
