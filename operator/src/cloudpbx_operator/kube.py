@@ -1,0 +1,199 @@
+"""The few Kubernetes API calls the operator makes beside kopf's own watching: read the
+Tenant, list its Trunks and DialPlans, read Secrets, create the tenant's credentials
+Secret, write statuses.
+
+A thin aiohttp client over the credentials kopf's own login functions find (the
+service account in a pod, ``$KUBECONFIG`` or ``~/.kube/config`` elsewhere): the generated
+Kubernetes clients are untyped and large, and these calls are six URLs. Secret values
+are decoded here and handed on; they are never logged or put into an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+
+from cloudpbx_operator.render import GROUP, VERSION
+
+_MERGE_PATCH = "application/merge-patch+json"
+_JSON_PATCH = "application/json-patch+json"
+
+
+class ApiError(Exception):
+    """The API server answered with an error status (``status``: the HTTP status)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class Kube:
+    """One connection to the API server."""
+
+    def __init__(self, info: kopf.ConnectionInfo) -> None:
+        self.server = info.server.rstrip("/")
+        headers = info.as_http_headers()
+        self.session = aiohttp.ClientSession(
+            headers=headers,
+            connector=aiohttp.TCPConnector(ssl=_ssl(info)),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+
+    @classmethod
+    def connect(cls, settings: kopf.OperatorSettings) -> Kube:
+        info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+            settings=settings
+        )
+        if info is None:
+            raise kopf.LoginError("no service account and no kubeconfig to reach the API with")
+        return cls(info)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def _call(
+        self, method: str, path: str, body: object = None, *, content_type: str = "application/json"
+    ) -> dict[str, Any] | None:
+        """The JSON answer; None for 404 on a GET; ApiError for other failures."""
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs["json"] = body
+            kwargs["headers"] = {"Content-Type": content_type}
+        async with self.session.request(method, self.server + path, **kwargs) as response:
+            if response.status == 404 and method == "GET":
+                return None
+            if response.status >= 400:
+                raise ApiError(response.status, (await response.text())[:300])
+            answer: dict[str, Any] = await response.json(content_type=None)
+            return answer
+
+    # --- custom objects ---
+
+    @staticmethod
+    def _custom(namespace: str, plural: str, name: str = "") -> str:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    async def get(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        return await self._call("GET", self._custom(namespace, plural, name))
+
+    async def list(self, namespace: str, plural: str) -> list[dict[str, Any]]:
+        answer = await self._call("GET", self._custom(namespace, plural))
+        items = answer.get("items") if answer else None
+        return [item for item in items or [] if isinstance(item, dict)]
+
+    async def patch_status(
+        self, namespace: str, plural: str, name: str, status: Mapping[str, Any]
+    ) -> None:
+        path = self._custom(namespace, plural, name) + "/status"
+        await self._call("PATCH", path, {"status": status}, content_type=_MERGE_PATCH)
+
+    # --- Secrets ---
+
+    async def read_secrets(self, namespace: str, names: set[str]) -> dict[str, dict[str, str]]:
+        """Secret name → its values as text (data decoded, stringData over it); the missing
+        and the undecodable are left out, for the compiler to name."""
+        secrets: dict[str, dict[str, str]] = {}
+        for name in sorted(names):
+            secret = await self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+            if secret is not None:
+                secrets[name] = secret_values(secret)
+        return secrets
+
+    async def add_secret_values(
+        self,
+        namespace: str,
+        name: str,
+        values: Mapping[str, str],
+        *,
+        owner: Mapping[str, Any],
+    ) -> dict[str, str]:
+        """Creates Secret ``name`` with ``values``, or adds those of ``values`` it lacks
+        (never replacing one: a password handed out stays); returns all its values."""
+        path = f"/api/v1/namespaces/{namespace}/secrets"
+        existing = await self._call("GET", f"{path}/{name}")
+        if existing is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner]},
+                "data": {key: _b64(value) for key, value in values.items()},
+            }
+            created = await self._call("POST", path, body)
+            return secret_values(created or body)
+        have = secret_values(existing)
+        ops: list[dict[str, Any]] = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": _version(existing)}
+        ]
+        if not isinstance(existing.get("data"), dict):
+            ops.append({"op": "add", "path": "/data", "value": {}})
+        ops += [
+            {"op": "add", "path": f"/data/{_pointer(key)}", "value": _b64(value)}
+            for key, value in values.items()
+            if key not in have
+        ]
+        if len(ops) == 1:
+            return have
+        patched = await self._call("PATCH", f"{path}/{name}", ops, content_type=_JSON_PATCH)
+        return secret_values(patched or {})
+
+
+def secret_values(secret: Mapping[str, Any]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    data = secret.get("data")
+    for key, value in (data if isinstance(data, dict) else {}).items():
+        try:
+            values[str(key)] = base64.b64decode(value, validate=True).decode()
+        except (ValueError, TypeError):
+            continue
+    string_data = secret.get("stringData")
+    for key, value in (string_data if isinstance(string_data, dict) else {}).items():
+        if isinstance(value, str):
+            values[str(key)] = value
+    return values
+
+
+def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An ownerReference to ``body`` (a Tenant): its children go when it goes."""
+    metadata = body.get("metadata", {})
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "name": metadata.get("name"),
+        "uid": metadata.get("uid"),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def _pointer(key: str) -> str:
+    """A JSON pointer token (RFC 6901 §3)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _version(body: Mapping[str, Any]) -> str:
+    metadata = body.get("metadata")
+    version = metadata.get("resourceVersion") if isinstance(metadata, Mapping) else None
+    return str(version or "")
+
+
+def _ssl(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
+    if not info.server.startswith("https:"):
+        return False
+    if info.insecure:
+        return False
+    cadata = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
+    context = ssl.create_default_context(cafile=info.ca_path, cadata=cadata)
+    if info.certificate_path and info.private_key_path:
+        context.load_cert_chain(info.certificate_path, info.private_key_path)
+    return context

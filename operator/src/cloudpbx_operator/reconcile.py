@@ -1,0 +1,213 @@
+"""One reconciliation of one Tenant: read what is → render → apply → write the status.
+
+Every trigger (the Tenant changed, one of its Trunks or DialPlans changed, the operator
+restarted) runs the same :meth:`Reconciler.tenant`, which reads everything afresh from the
+API server, so an old event can never publish old content: per tenant, one runs at a time
+in this process, and the Redis script makes concurrent operators safe as well.
+
+A spec that cannot be served is a status (``Ready=False``, reason ``InvalidSpec``, a
+message naming the object and field), never an exception: kopf would retry it for ever.
+A store that cannot be reached is :class:`kopf.TemporaryError`: kopf retries after a delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import asyncpg
+import kopf
+from redis.exceptions import RedisError
+
+from cloudpbx_operator import render
+from cloudpbx_operator.apply import HostTaken, Publisher, provision
+from cloudpbx_operator.kube import ApiError, Kube, owner_reference
+from contracts.billing.store import BillingStore
+from contracts.keys import trunk_status_key
+from contracts.snapshot import TenantSnapshot
+
+log = logging.getLogger("cloudpbx_operator")
+
+#: Seconds before kopf tries again when a store or the API server is out of reach.
+RETRY_DELAY_S = 5
+#: Bytes of randomness in a generated SIP password (24 URL-safe characters).
+PASSWORD_BYTES = 18
+STORE_ERRORS = (
+    RedisError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def now_text() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Reconciler:
+    """The operator's state between handlers: its clients and the per-tenant locks."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        publisher: Publisher,
+        billing: BillingStore,
+        *,
+        clock: Callable[[], str] = now_text,
+        password: Callable[[], str] = lambda: secrets.token_urlsafe(PASSWORD_BYTES),
+    ) -> None:
+        self.kube = kube
+        self.publisher = publisher
+        self.billing = billing
+        self.clock = clock
+        self.password = password
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def tenant(self, namespace: str, name: str, *, deleting: bool = False) -> None:
+        """Reconcile Tenant ``name``; ``deleting``: it is going (disable it, keep its money)."""
+        lock = self._locks.setdefault((namespace, name), asyncio.Lock())
+        async with lock:
+            try:
+                await _retrying(self._tenant(namespace, name, deleting=deleting))
+            except kopf.TemporaryError as exc:
+                await self._note_outage(namespace, name, str(exc))
+                raise
+
+    async def _note_outage(self, namespace: str, name: str, message: str) -> None:
+        """Say in the status that a store is out of reach (best effort: the API server
+        may be what is out of reach)."""
+        try:
+            body = await self.kube.get(namespace, "tenants", name)
+            if body is not None:
+                status = render.outage_status(body, message, now=self.clock())
+                if status != body.get("status"):
+                    await self.kube.patch_status(namespace, "tenants", name, status)
+        except (ApiError, *STORE_ERRORS) as exc:
+            log.warning("Tenant %s/%s: could not write the outage status: %s", namespace, name, exc)
+
+    async def _tenant(self, namespace: str, name: str, *, deleting: bool) -> None:
+        body = await self.kube.get(namespace, "tenants", name)
+        if body is None:
+            return  # gone already: nothing to serve, nothing to write
+        deleting = deleting or bool(body.get("metadata", {}).get("deletionTimestamp"))
+        tenant = render.with_credential_refs(body)
+        trunks = render.tenant_objects(await self.kube.list(namespace, "trunks"), name)
+        plans = render.tenant_objects(await self.kube.list(namespace, "dialplans"), name)
+        secret_values = await self.kube.read_secrets(namespace, render.secret_names(tenant, trunks))
+        if not deleting:
+            await self._generate_credentials(namespace, body, tenant, secret_values)
+        outcome = render.render_snapshot(tenant, trunks, plans, secret_values)
+        if deleting:
+            await self._disable(name, outcome)
+            return
+        if isinstance(outcome, render.Problem):
+            log.warning("Tenant %s/%s cannot be served: %s", namespace, name, outcome.message)
+            provisioned = render.Condition("Provisioned", False, outcome.reason, outcome.message)
+            await self._write_status(namespace, body, outcome, provisioned, None)
+            return
+        refusal = await provision(self.billing, outcome)
+        if refusal is not None:
+            problem = render.Problem(render.INVALID_SPEC, f"Tenant {name}: spec.billing: {refusal}")
+            provisioned = render.Condition("Provisioned", False, problem.reason, problem.message)
+            await self._write_status(namespace, body, problem, provisioned, None)
+            return
+        provisioned = render.Condition(
+            "Provisioned",
+            True,
+            "AccountReady",
+            f"account main ({outcome.billing.plan}, {outcome.billing.currency})",
+        )
+        published = await self.publisher.publish(outcome)
+        if isinstance(published, HostTaken):
+            message = (
+                f"Tenant {name}: host {published.host!r} is served by tenant {published.owner!r}"
+            )
+            problem = render.Problem(render.HOST_CONFLICT, message)
+            await self._write_status(namespace, body, problem, provisioned, None)
+            return
+        if published.changed:
+            log.info(
+                "Tenant %s/%s: published snapshot version %d", namespace, name, published.version
+            )
+        await self._write_status(namespace, body, outcome, provisioned, published.version)
+
+    async def _generate_credentials(
+        self,
+        namespace: str,
+        body: dict[str, Any],
+        tenant: dict[str, Any],
+        secret_values: dict[str, dict[str, str]],
+    ) -> None:
+        missing = render.missing_credentials(tenant, secret_values)
+        if not missing:
+            return
+        secret = render.credentials_secret(body["metadata"]["name"])
+        values = {number: self.password() for number in missing}
+        secret_values[secret] = await self.kube.add_secret_values(
+            namespace, secret, values, owner=owner_reference(body)
+        )
+        log.info("Tenant %s/%s: generated SIP credentials for %d extension(s) in Secret %s",
+                 namespace, body["metadata"]["name"], len(missing), secret)  # fmt: skip
+
+    async def _disable(self, name: str, outcome: TenantSnapshot | render.Problem) -> None:
+        """Publish the tenant disabled (the edges end its calls and drop its registrations);
+        when its objects no longer compile, the stored snapshot disabled."""
+        snapshot = (
+            outcome if isinstance(outcome, TenantSnapshot) else await self.publisher.stored(name)
+        )
+        if snapshot is None:
+            return
+        published = await self.publisher.publish(replace(snapshot, enabled=False))
+        if isinstance(published, HostTaken):  # the hosts went to another tenant meanwhile
+            return
+        log.info("Tenant %s: disabled (snapshot version %d)", name, published.version)
+
+    async def _write_status(
+        self,
+        namespace: str,
+        body: dict[str, Any],
+        outcome: TenantSnapshot | render.Problem,
+        provisioned: render.Condition,
+        version: int | None,
+    ) -> None:
+        status = render.tenant_status(
+            body, outcome, provisioned=provisioned, version=version, now=self.clock()
+        )
+        if status != body.get("status"):
+            await self.kube.patch_status(namespace, "tenants", body["metadata"]["name"], status)
+
+    async def trunk_status(self, namespace: str, body: dict[str, Any]) -> None:
+        """Copy the registration state the edges report for this Trunk into its status."""
+        spec = body.get("spec", {})
+        tenant, name = spec.get("tenant"), body["metadata"]["name"]
+        if not isinstance(tenant, str) or not tenant:
+            return
+        try:
+            reported = await self.publisher.redis.get(trunk_status_key(tenant, name))
+        except STORE_ERRORS as exc:
+            raise kopf.TemporaryError(f"Redis: {exc}", delay=RETRY_DELAY_S) from None
+        status = render.trunk_status(body, reported, now=self.clock())
+        current = body.get("status") or {}
+        if render.without_times(status) != render.without_times(
+            {key: current.get(key) for key in status}
+        ):
+            await self.kube.patch_status(namespace, "trunks", name, status)
+
+
+async def _retrying(step: Awaitable[None]) -> None:
+    """Turn an outage into kopf's retry-later, saying which store it was."""
+    try:
+        await step
+    except RedisError as exc:
+        raise kopf.TemporaryError(f"Redis: {exc}", delay=RETRY_DELAY_S) from None
+    except (ApiError, aiohttp.ClientError) as exc:
+        raise kopf.TemporaryError(f"API server: {exc!r}", delay=RETRY_DELAY_S) from None
+    except STORE_ERRORS as exc:
+        raise kopf.TemporaryError(f"store: {exc!r}", delay=RETRY_DELAY_S) from None

@@ -1,0 +1,244 @@
+"""The operator end to end: ``kubectl apply`` → the operator process → Postgres, Redis and
+the Tenant's status; then an update, a Trunk's registration, a deletion, a bad spec, and a
+crash mid-reconcile (issue 7, points 2 and 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import textwrap
+from typing import Any
+
+from contracts.billing.store import Disposition, LegEnd
+from contracts.keys import SNAPSHOT_CHANNEL, domain_index_key, snapshot_notice, trunk_status_key
+from contracts.stores.url import open_store
+from contracts.trunk_status import TrunkStatus
+
+from .conftest import REDIS_URL, Lab
+
+
+def tenant_yaml(lab: Lab, *, extra_extension: bool = False, limits: str = "") -> str:
+    """A Secret and a Tenant: extension 1001's password in the Secret, 1002 with none."""
+    lines = [
+        "apiVersion: v1",
+        "kind: Secret",
+        "metadata: {name: acme-secrets}",
+        "stringData: {alice: alice-secret-1001, carrier: carrier-secret}",
+        "---",
+        "apiVersion: cloudpbx.io/v1",
+        "kind: Tenant",
+        f"metadata: {{name: {lab.tenant}}}",
+        "spec:",
+        f"  domain: {lab.domain}",
+        "  billing: {plan: prepaid, currency: EUR}",
+        *([f"  limits: {limits}"] if limits else []),
+        "  extensions:",
+        '    - {number: "1001", passwordSecretRef: {name: acme-secrets, key: alice}}',
+        '    - {number: "1002", displayName: Bob}',
+        *(['    - {number: "1003", displayName: Carol}'] if extra_extension else []),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def trunk_yaml(lab: Lab, host: str = "192.0.2.10") -> str:
+    return textwrap.dedent(f"""
+        apiVersion: cloudpbx.io/v1
+        kind: Trunk
+        metadata: {{name: carrier}}
+        spec:
+          tenant: {lab.tenant}
+          host: {host}
+          username: "4930555"
+          password: {{secretRef: {{name: acme-secrets, key: carrier}}}}
+          dids: ["+4930555100"]
+        ---
+        apiVersion: cloudpbx.io/v1
+        kind: DialPlan
+        metadata: {{name: out}}
+        spec:
+          tenant: {lab.tenant}
+          rules:
+            - {{name: pstn, match: {{prefix: "0"}}, route: {{trunks: [carrier]}}}}
+        """)  # fmt: skip
+
+
+def ha1(number: str, domain: str, password: str) -> str:
+    return hashlib.md5(f"{number}:{domain}:{password}".encode()).hexdigest()
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    (found,) = [c for c in status["conditions"] if c["type"] == kind]
+    return dict(found)
+
+
+def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
+    lab.operator.start()
+    lab.apply(tenant_yaml(lab) + "---\n" + trunk_yaml(lab))
+    status = lab.wait_for("Ready for generation 1", lambda: lab.ready(1))
+    assert status | {"conditions": []} == {
+        "observedGeneration": 1, "domain": lab.domain, "extensions": 2, "trunks": 1,
+        "dialPlans": 1, "snapshotVersion": 1, "conditions": [],
+    }  # fmt: skip
+    assert condition(status, "Provisioned")["status"] == "True"
+    assert condition(status, "Ready")["observedGeneration"] == 1
+
+    # the extension without a Secret got a generated password, in a Secret the Tenant owns
+    generated = lab.secret_values(f"{lab.tenant}-sip-credentials")
+    assert list(generated) == ["1002"]
+    assert len(generated["1002"]) >= 20
+    owner = lab.get("secrets", f"{lab.tenant}-sip-credentials")
+    assert owner is not None
+    assert owner["metadata"]["ownerReferences"][0]["kind"] == "Tenant"
+    assert generated["1002"] not in lab.operator.output()
+
+    snapshot = lab.snapshot()
+    assert snapshot is not None
+    tenant = lab.get("tenants", lab.tenant)
+    assert tenant is not None
+    assert (snapshot["version"], snapshot["enabled"], snapshot["uid"]) == (
+        1, True, tenant["metadata"]["uid"],
+    )  # fmt: skip
+    by_number = {e["number"]: e for e in snapshot["extensions"]}
+    assert by_number["1001"]["ha1_md5"] == ha1("1001", lab.domain, "alice-secret-1001")
+    assert by_number["1002"]["ha1_md5"] == ha1("1002", lab.domain, generated["1002"])
+    assert snapshot["trunk_passwords"] == {"carrier": "carrier-secret"}
+    assert lab.redis.hget(domain_index_key(), lab.domain) == lab.tenant.encode()
+    assert [tuple(r) for r in lab.query("SELECT tenant, plan, currency FROM tenants")] == [
+        (lab.tenant, "prepaid", "EUR")
+    ]
+    assert [tuple(r) for r in lab.query("SELECT tenant, account FROM accounts")] == [
+        (lab.tenant, "main")
+    ]
+
+    # an update of the Tenant publishes a new version, with a notice to the edges
+    notices = lab.redis.pubsub()  # type: ignore[no-untyped-call]
+    notices.subscribe(SNAPSHOT_CHANNEL)
+    lab.apply(tenant_yaml(lab, extra_extension=True))
+    status = lab.wait_for("Ready for generation 2", lambda: lab.ready(2))
+    assert (status["snapshotVersion"], status["extensions"]) == (2, 3)
+    assert (lab.snapshot() or {})["version"] == 2
+    assert next_notice(notices) == snapshot_notice(lab.tenant, 2)
+
+    # a Trunk's change re-publishes its tenant
+    lab.apply(trunk_yaml(lab, host="192.0.2.20"))
+    lab.wait_for(
+        "version 3 after the trunk moved", lambda: (lab.snapshot() or {}).get("version") == 3
+    )
+    assert (lab.snapshot() or {})["trunk_manifests"][0]["spec"]["host"] == "192.0.2.20"
+
+    # the registration an edge reports shows in the Trunk's status
+    report = TrunkStatus("Registered", 200, "OK", 0, "edge-0/42", 1_790_000_000.0)
+    lab.redis.set(trunk_status_key(lab.tenant, "carrier"), report.to_json())
+
+    def registration() -> dict[str, Any] | None:
+        trunk = lab.get("trunks", "carrier") or {}
+        found = (trunk.get("status") or {}).get("registration")
+        return found if found and found.get("state") == "Registered" else None
+
+    shown = lab.wait_for("the Trunk's registration", registration)
+    assert (shown["status"], shown["holder"]) == (200, "edge-0/42")
+
+    # deletion: the finalizer publishes the tenant disabled; its CDRs and ledger stay
+    asyncio.run(write_cdr(lab))
+    lab.kubectl("delete", "tenant", lab.tenant, "--timeout=20s")
+    assert lab.get("tenants", lab.tenant) is None
+    disabled = lab.snapshot()
+    assert disabled is not None
+    assert (disabled["enabled"], disabled["version"]) == (False, 4)
+    assert next_notice(notices, skip=1) == snapshot_notice(lab.tenant, 4)
+    assert len(lab.query("SELECT * FROM cdrs WHERE tenant = $1", lab.tenant)) == 1
+    assert len(lab.query("SELECT * FROM accounts WHERE tenant = $1", lab.tenant)) == 1
+    assert lab.get("secrets", f"{lab.tenant}-sip-credentials") is None  # owned: collected
+    notices.close()
+
+
+def next_notice(pubsub: Any, skip: int = 0) -> str:
+    """The next notice on the channel (after ``skip`` others), waiting up to 10 s."""
+    seen = 0
+    for _ in range(100):
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if message is not None:
+            if seen == skip:
+                return str(message["data"].decode())
+            seen += 1
+    raise AssertionError("no snapshot notice")
+
+
+async def write_cdr(lab: Lab) -> None:
+    store = await open_store(lab.billing_url, pool_size=1)
+    try:
+        end = LegEnd(lab.tenant, "main", "call-1@test", "a", "1001", "1002",
+                     Disposition.NO_ANSWER, 1_000, None, 5_000)  # fmt: skip
+        await store.settle(end, now_ms=5_000)
+    finally:
+        await store.close()
+
+
+def test_an_invalid_spec_is_a_status_naming_the_field_then_fixed(lab: Lab) -> None:
+    lab.operator.start()
+    lab.apply(tenant_yaml(lab, limits="{maxExpiresSeconds: soon}"))
+
+    def refused() -> dict[str, Any] | None:
+        status = (lab.get("tenants", lab.tenant) or {}).get("status") or {}
+        return status if status.get("observedGeneration") == 1 else None
+
+    status = lab.wait_for("a status for generation 1", refused)
+    ready = condition(status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.limits.maxExpiresSeconds" in ready["message"]
+    assert lab.snapshot() is None
+    assert lab.operator.process is not None
+    assert lab.operator.process.poll() is None
+
+    lab.apply(tenant_yaml(lab))
+    status = lab.wait_for("Ready for generation 2", lambda: lab.ready(2))
+    assert status["snapshotVersion"] == 1
+    assert lab.operator.output().count("Traceback") == 0
+
+
+def test_killed_mid_reconcile_a_new_operator_converges_without_duplicates(lab: Lab) -> None:
+    held = lab.cluster.hold(
+        lambda method, route: (
+            method == "PATCH" and route.resource[2] == "tenants" and route.subresource == "status"
+        )
+    )
+    lab.operator.start()
+    lab.apply(tenant_yaml(lab) + "---\n" + trunk_yaml(lab))
+    lab.wait_for("the status write, held", lambda: getattr(held, "held", False))
+    # everything but the status is done: Secret, account, snapshot
+    generated = lab.secret_values(f"{lab.tenant}-sip-credentials")
+    assert (lab.snapshot() or {}).get("version") == 1
+    lab.operator.kill()
+    held.set()
+
+    lab.operator.start()
+    status = lab.wait_for("Ready after the restart", lambda: lab.ready(1))
+    assert status["snapshotVersion"] == 1  # the same content: no new version
+    assert lab.secret_values(f"{lab.tenant}-sip-credentials") == generated
+    assert len(lab.query("SELECT * FROM tenants")) == 1
+    assert len(lab.query("SELECT * FROM accounts")) == 1
+    tenant = lab.get("tenants", lab.tenant) or {}
+    assert tenant["metadata"]["finalizers"] == ["cloudpbx.io/finalizer"]
+
+
+def test_a_store_out_of_reach_is_a_status_and_a_retry_not_a_crash(lab: Lab) -> None:
+    lab.operator.env["CLOUDPBX_REDIS_URL"] = "redis://127.0.0.1:1/15"  # nothing listens
+    lab.operator.start()
+    lab.apply(tenant_yaml(lab))
+
+    def unavailable() -> dict[str, Any] | None:
+        status = (lab.get("tenants", lab.tenant) or {}).get("status") or {}
+        ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+        return ready[0] if ready and ready[0]["reason"] == "StoreUnavailable" else None
+
+    ready = lab.wait_for("Ready=False for the outage", unavailable)
+    assert ready["status"] == "False"
+    assert "Redis" in ready["message"]
+    assert lab.operator.process is not None
+    assert lab.operator.process.poll() is None
+
+    lab.operator.stop()  # Redis is back (at its address)
+    lab.operator.env["CLOUDPBX_REDIS_URL"] = REDIS_URL
+    lab.operator.start()
+    status = lab.wait_for("Ready once Redis is reachable", lambda: lab.ready(1))
+    assert status["snapshotVersion"] == 1
