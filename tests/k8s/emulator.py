@@ -14,7 +14,7 @@ HTTP server and answers every object request itself:
   their ``kind``, ``apiVersion`` and ``resourceVersion``; watches are JSON lines of the
   right content type and end at ``?timeoutSeconds``;
 * PATCH as JSON patch (RFC 6902; a failed ``test`` is 422), merge patch (RFC 7386) and
-  strategic merge patch (taken as a merge patch); PUT; ``?dryRun``; label and field
+  strategic merge patch (taken as a merge patch; :mod:`.patches`); PUT; ``?dryRun``; label and field
   selectors (equality); a ``metadata.resourceVersion`` in a write is a precondition (409);
 * the ``status`` subresource: writes to an object leave its status alone and writes to
   ``/status`` change nothing else; ``generation`` grows when anything but metadata and
@@ -28,6 +28,7 @@ HTTP server and answers every object request itself:
 No schema validation, defaulting or controllers. :func:`running_cluster` runs it on a
 loopback port in a thread with its own event loop, apart from the test's and kopf's, and
 :meth:`Cluster.hold` lets a test freeze chosen requests (to kill an operator mid-step).
+Past ~400 lines on purpose: one API server's object semantics read best in one place.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ import aiohttp.web
 import attrs
 import kmock
 from kmock._internal import rendering
+
+from .patches import PatchError, json_patch, merge_patch, strip_directives
 
 Json = dict[str, Any]
 ResourceKey = tuple[str, str, str]  # group, version, plural
@@ -292,9 +295,9 @@ class Cluster(kmock.KubernetesEmulator):
         if content_type is None:  # PUT: the whole object
             new = change
         elif content_type == JSON_PATCH:
-            new = json_patch(old, change)
+            new = _patched(json_patch, old, change)
         elif content_type in MERGE_TYPES:
-            new = merge_patch(old, _strip_directives(change))
+            new = _patched(merge_patch, old, strip_directives(change))
         else:
             raise ApiError(415, "UnsupportedMediaType", f"{content_type} is not served")
         wanted = (
@@ -453,102 +456,6 @@ class Cluster(kmock.KubernetesEmulator):
         return found
 
 
-# --- patches ---------------------------------------------------------------------------------
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def _strip_directives(patch: Any) -> Any:
-    """A strategic merge patch's ``$patch``-style directives, dropped (merged as RFC 7386)."""
-    if isinstance(patch, dict):
-        return {k: _strip_directives(v) for k, v in patch.items() if not k.startswith("$")}
-    return patch
-
-
-def json_patch(document: Json, operations: Any) -> Json:
-    """RFC 6902; any failure (a ``test`` that does not hold, a missing path) is 422."""
-    result: Any = copy.deepcopy(document)
-    if not isinstance(operations, list):
-        raise ApiError(400, "BadRequest", "a JSON patch is a list of operations")
-    for operation in operations:
-        op, path = operation.get("op"), operation.get("path", "")
-        try:
-            if op == "test":
-                if _resolve(result, path) != operation.get("value"):
-                    raise ApiError(422, "Invalid", f"the test of {path} failed")
-            elif op in ("add", "replace"):
-                result = _put(result, path, copy.deepcopy(operation.get("value")), op == "add")
-            elif op == "remove":
-                result = _take(result, path)[0]
-            elif op in ("move", "copy"):
-                value = _resolve(result, operation["from"])
-                if op == "move":
-                    result = _take(result, operation["from"])[0]
-                result = _put(result, path, copy.deepcopy(value), True)
-            else:
-                raise ApiError(400, "BadRequest", f"unknown JSON patch op {op!r}")
-        except (KeyError, IndexError, ValueError, TypeError) as exc:
-            raise ApiError(422, "Invalid", f"{op} {path}: {exc!r}") from None
-    if not isinstance(result, dict):
-        raise ApiError(422, "Invalid", "a patch must leave an object")
-    return result
-
-
-def _tokens(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise ValueError(f"not a JSON pointer: {path!r}")
-    return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
-
-
-def _resolve(document: Any, path: str) -> Any:
-    for token in _tokens(path):
-        document = document[int(token)] if isinstance(document, list) else document[token]
-    return document
-
-
-def _put(document: Any, path: str, value: Any, add: bool) -> Any:
-    tokens = _tokens(path)
-    if not tokens:
-        return value
-    parent = _resolve(
-        document, "".join(f"/{t.replace('~', '~0').replace('/', '~1')}" for t in tokens[:-1])
-    )
-    last = tokens[-1]
-    if isinstance(parent, list):
-        if add:
-            parent.insert(len(parent) if last == "-" else int(last), value)
-        else:
-            parent[int(last)] = value
-    else:
-        if not add and last not in parent:
-            raise KeyError(last)
-        parent[last] = value
-    return document
-
-
-def _take(document: Any, path: str) -> tuple[Any, Any]:
-    tokens = _tokens(path)
-    parent = _resolve(
-        document, "".join(f"/{t.replace('~', '~0').replace('/', '~1')}" for t in tokens[:-1])
-    )
-    last = tokens[-1]
-    value = parent.pop(int(last)) if isinstance(parent, list) else parent.pop(last)
-    return document, value
-
-
 # --- selectors and helpers -------------------------------------------------------------------
 
 
@@ -582,6 +489,14 @@ def _term(term: str) -> tuple[str, bool, str | None]:
         key, value = term.replace("==", "=").split("=", 1)
         return key.strip(), False, value.strip()
     return term.strip(), False, None
+
+
+def _patched(patch: Callable[[Json, Any], Json], old: Json, change: Any) -> Json:
+    try:
+        return patch(old, change)
+    except PatchError as exc:
+        reason = "Invalid" if exc.status == 422 else "BadRequest"
+        raise ApiError(exc.status, reason, exc.message) from None
 
 
 def _essence(body: Json) -> Json:
