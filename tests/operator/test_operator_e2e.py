@@ -138,14 +138,19 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
     shown = lab.wait_for("the Trunk's registration", registration)
     assert (shown["status"], shown["holder"]) == (200, "edge-0/42")
 
+    # a DialPlan's deletion (no finalizer on it) re-publishes its tenant
+    lab.kubectl("delete", "dialplan", "out", "--timeout=20s")
+    lab.wait_for("version 4 without the plan", lambda: (lab.snapshot() or {}).get("version") == 4)
+    assert (lab.snapshot() or {})["dial_plan_manifests"] == []
+
     # deletion: the finalizer publishes the tenant disabled; its CDRs and ledger stay
     asyncio.run(write_cdr(lab))
     lab.kubectl("delete", "tenant", lab.tenant, "--timeout=20s")
     assert lab.get("tenants", lab.tenant) is None
     disabled = lab.snapshot()
     assert disabled is not None
-    assert (disabled["enabled"], disabled["version"]) == (False, 4)
-    assert next_notice(notices, skip=1) == snapshot_notice(lab.tenant, 4)
+    assert (disabled["enabled"], disabled["version"]) == (False, 5)
+    assert next_notice(notices, skip=2) == snapshot_notice(lab.tenant, 5)
     assert len(lab.query("SELECT * FROM cdrs WHERE tenant = $1", lab.tenant)) == 1
     assert len(lab.query("SELECT * FROM accounts WHERE tenant = $1", lab.tenant)) == 1
     assert lab.get("secrets", f"{lab.tenant}-sip-credentials") is None  # owned: collected
