@@ -76,8 +76,8 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
     lab.apply(tenant_yaml(lab) + "---\n" + trunk_yaml(lab))
     status = lab.wait_for("Ready for generation 1", lambda: lab.ready(1))
     assert status | {"conditions": []} == {
-        "observedGeneration": 1, "domain": lab.domain, "extensions": 2, "trunks": 1,
-        "dialPlans": 1, "snapshotVersion": 1, "conditions": [],
+        "observedGeneration": 1, "domain": lab.domain, "snapshotVersion": 1, "conditions": [],
+        "counts": {"extensions": 2, "aliases": 0, "trunks": 1, "dialPlans": 1},
     }  # fmt: skip
     assert condition(status, "Provisioned")["status"] == "True"
     assert condition(status, "Ready")["observedGeneration"] == 1
@@ -115,7 +115,7 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
     notices.subscribe(SNAPSHOT_CHANNEL)
     lab.apply(tenant_yaml(lab, extra_extension=True))
     status = lab.wait_for("Ready for generation 2", lambda: lab.ready(2))
-    assert (status["snapshotVersion"], status["extensions"]) == (2, 3)
+    assert (status["snapshotVersion"], status["counts"]["extensions"]) == (2, 3)
     assert (lab.snapshot() or {})["version"] == 2
     assert next_notice(notices) == snapshot_notice(lab.tenant, 2)
 
@@ -136,7 +136,14 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
         return found if found and found.get("state") == "Registered" else None
 
     shown = lab.wait_for("the Trunk's registration", registration)
-    assert (shown["status"], shown["holder"]) == (200, "edge-0/42")
+    assert (shown["lastStatusCode"], shown["holder"]) == (200, "edge-0/42")
+    lab.redis.delete(trunk_status_key(lab.tenant, "carrier"))  # the holder's report lapsed
+
+    def unknown() -> bool:
+        status = (lab.get("trunks", "carrier") or {}).get("status") or {}
+        return status.get("registration") == {} and status["conditions"][0]["status"] == "Unknown"
+
+    lab.wait_for("the Trunk's registration cleared", unknown)
 
     # a DialPlan's deletion (no finalizer on it) re-publishes its tenant
     lab.kubectl("delete", "dialplan", "out", "--timeout=20s")

@@ -188,8 +188,8 @@ def test_tenant_status_counts_what_is_served() -> None:
     provisioned = render.Condition("Provisioned", True, "AccountReady", "account main")
     status = render.tenant_status(tenant, snapshot, provisioned=provisioned, version=9, now="T")
     assert {k: v for k, v in status.items() if k != "conditions"} == {
-        "observedGeneration": 4, "domain": "acme.example", "extensions": 2, "trunks": 2,
-        "dialPlans": 2, "snapshotVersion": 9,
+        "observedGeneration": 4, "domain": "acme.example", "snapshotVersion": 9,
+        "counts": {"extensions": 2, "aliases": 1, "trunks": 2, "dialPlans": 2},
     }  # fmt: skip
     assert [(c["type"], c["status"]) for c in status["conditions"]] == [
         ("Ready", "True"),
@@ -199,20 +199,37 @@ def test_tenant_status_counts_what_is_served() -> None:
 
 
 def test_trunk_status_shows_what_the_edge_reports_or_that_nobody_does() -> None:
-    trunk = {"metadata": {"name": "carrier-a", "generation": 2}}
-    nobody = render.trunk_status(trunk, None, now="T")
-    assert nobody["registration"] == {"state": "Unknown", "holder": ""}
-    assert nobody["conditions"][0]["reason"] == "NoHolder"
-    assert render.trunk_status(trunk, b"not json", now="T")["registration"]["state"] == "Unknown"
+    trunk: dict[str, Any] = {"metadata": {"name": "carrier-a", "generation": 2}}
     report = TrunkStatus("Failed", 403, "Forbidden", 3, "edge-1/7", 1_790_000_000.5)
-    shown = render.trunk_status(trunk, report.to_json(), now="T")
+    shown = render.trunk_status(trunk, report.to_json(), now="T1")
     assert shown["registration"] == {
-        "state": "Failed", "status": 403, "reason": "Forbidden", "failures": 3,
+        "state": "Failed", "lastStatusCode": 403, "lastReason": "Forbidden", "failures": 3,
         "holder": "edge-1/7", "updatedAt": "2026-09-21T14:13:20Z",
     }  # fmt: skip
-    condition = shown["conditions"][0]
-    assert (condition["status"], condition["reason"]) == ("False", "Failed")
-    assert condition["message"] == "Failed by edge-1/7: 403 Forbidden"
+    (ready,) = shown["conditions"]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "Failed")
+    assert ready["message"] == "Failed by edge-1/7: 403 Forbidden"
+    assert shown["observedGeneration"] == 2
+
+    # the holder died and its report lapsed: the fields go (None in a merge patch)
+    trunk["status"] = shown
+    nobody = render.trunk_status(trunk, None, now="T2")
+    assert render.merged(shown, nobody)["registration"] == {}
+    assert (nobody["conditions"][0]["status"], nobody["conditions"][0]["reason"]) == (
+        "Unknown", "NoHolder",
+    )  # fmt: skip
+    assert render.trunk_status(trunk, b"not json", now="T")["registration"]["state"] is None
+    registered = TrunkStatus("Registered", 200, "OK", 0, "edge-1/7", 1_790_000_000.5)
+    assert (
+        render.trunk_status(trunk, registered.to_json(), now="T3")["conditions"][0]["status"]
+        == "True"
+    )
+
+
+def test_a_merge_patch_view_tells_whether_a_status_write_changes_anything() -> None:
+    current = {"a": 1, "b": {"c": 2, "d": 3}}
+    assert render.merged(current, {"b": {"c": 2}}) == current
+    assert render.merged(current, {"b": {"d": None}, "e": [1]}) == {"a": 1, "b": {"c": 2}, "e": [1]}
 
 
 def test_config_from_the_environment() -> None:

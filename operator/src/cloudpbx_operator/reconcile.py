@@ -87,7 +87,7 @@ class Reconciler:
             body = await self.kube.get(namespace, "tenants", name)
             if body is not None:
                 status = render.outage_status(body, message, now=self.clock())
-                if status != body.get("status"):
+                if render.merged(body.get("status") or {}, status) != body.get("status"):
                     await self.kube.patch_status(namespace, "tenants", name, status)
         except (ApiError, *STORE_ERRORS) as exc:
             log.warning("Tenant %s/%s: could not write the outage status: %s", namespace, name, exc)
@@ -180,7 +180,8 @@ class Reconciler:
         status = render.tenant_status(
             body, outcome, provisioned=provisioned, version=version, now=self.clock()
         )
-        if status != body.get("status"):
+        current = body.get("status") or {}
+        if render.merged(current, status) != current:
             await self.kube.patch_status(namespace, "tenants", body["metadata"]["name"], status)
 
     async def trunk_status(self, namespace: str, body: dict[str, Any]) -> None:
@@ -195,9 +196,7 @@ class Reconciler:
             raise kopf.TemporaryError(f"Redis: {exc}", delay=RETRY_DELAY_S) from None
         status = render.trunk_status(body, reported, now=self.clock())
         current = body.get("status") or {}
-        if render.without_times(status) != render.without_times(
-            {key: current.get(key) for key in status}
-        ):
+        if render.without_times(render.merged(current, status)) != render.without_times(current):
             await self.kube.patch_status(namespace, "trunks", name, status)
 
 

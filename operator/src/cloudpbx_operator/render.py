@@ -158,7 +158,8 @@ def tenant_objects(objects: Iterable[Mapping[str, Any]], tenant: str) -> list[Ma
 @dataclass(frozen=True, slots=True)
 class Condition:
     type: str
-    status: bool
+    #: None: ``Unknown``.
+    status: bool | None
     reason: str
     message: str
 
@@ -175,7 +176,7 @@ def conditions(
                 before[item["type"]] = item
     result = []
     for condition in wanted:
-        status = "True" if condition.status else "False"
+        status = {True: "True", False: "False", None: "Unknown"}[condition.status]
         old = before.get(condition.type, {})
         since = old.get("lastTransitionTime") if old.get("status") == status else None
         result.append(
@@ -199,8 +200,10 @@ def tenant_status(
     version: int | None,
     now: str,
 ) -> dict[str, Any]:
-    """The Tenant's ``status``: conditions ``Ready`` and ``Provisioned``, the generation
-    they describe, and what is served (domain, counts, snapshot version)."""
+    """The Tenant's ``status`` (the shape the chart's CRD declares): conditions ``Ready``
+    and ``Provisioned``, the generation they describe, and what is served (domain, counts,
+    snapshot version). With a problem, what was served before stays in the status (a merge
+    patch leaves it), as it stays in Redis."""
     generation = _generation(tenant)
     status: dict[str, Any] = {"observedGeneration": generation}
     if isinstance(outcome, Problem):
@@ -216,9 +219,12 @@ def tenant_status(
         )
         status |= {
             "domain": snapshot.domain,
-            "extensions": len(snapshot.extensions),
-            "trunks": len(snapshot.trunks),
-            "dialPlans": len(snapshot.dial_plans.plans),
+            "counts": {
+                "extensions": len(snapshot.extensions),
+                "aliases": len(snapshot.aliases),
+                "trunks": len(snapshot.trunks),
+                "dialPlans": len(snapshot.dial_plans.plans),
+            },
         }
         if version is not None:
             status["snapshotVersion"] = version
@@ -248,41 +254,62 @@ def outage_status(tenant: Mapping[str, Any], message: str, *, now: str) -> dict[
 def trunk_status(
     trunk: Mapping[str, Any], reported: str | bytes | None, *, now: str
 ) -> dict[str, Any]:
-    """The Trunk's ``status``: the registration its holder (an edge) reports in Redis,
-    and a ``Registered`` condition. A missing or unreadable report says nobody holds it."""
+    """The Trunk's ``status``: the registration its holder (an edge) reports in Redis, and
+    a ``Ready`` condition (registered, or not registering by design). A missing or
+    unreadable report means nobody holds it: the registration's fields are cleared (None,
+    for the merge patch) and Ready is ``Unknown``."""
     try:
         found = TrunkStatus.from_json(reported) if reported is not None else None
     except ValueError:
         found = None
     if found is None:
-        registration: dict[str, Any] = {"state": "Unknown", "holder": ""}
-        registered = Condition("Registered", False, "NoHolder", "no edge reports this trunk")
+        registration: dict[str, Any] = dict.fromkeys(REGISTRATION_FIELDS)
+        ready = Condition("Ready", None, "NoHolder", "no edge reports this trunk's registration")
     else:
         registration = {
             "state": found.state,
-            "status": found.status,
-            "reason": found.reason,
+            "lastStatusCode": found.status,
+            "lastReason": found.reason,
             "failures": found.failures,
             "holder": found.holder,
             "updatedAt": rfc3339(found.updated_at),
         }
         detail = f"{found.status} {found.reason}".strip() if found.status else "no answer yet"
-        registered = Condition(
-            "Registered",
-            found.state == "Registered",
-            found.state,
-            f"{found.state} by {found.holder}: {detail}",
+        usable = found.state in ("Registered", "Disabled")  # Disabled: it does not register
+        ready = Condition(
+            "Ready", usable, found.state, f"{found.state} by {found.holder}: {detail}"
         )
     previous = trunk.get("status")
     old = previous.get("conditions") if isinstance(previous, Mapping) else None
+    generation = _generation(trunk)
     return {
+        "observedGeneration": generation,
         "registration": registration,
-        "conditions": conditions(old, [registered], generation=_generation(trunk), now=now),
+        "conditions": conditions(old, [ready], generation=generation, now=now),
     }
 
 
+#: What a Trunk's ``status.registration`` holds (the chart's CRD).
+REGISTRATION_FIELDS = ("state", "lastStatusCode", "lastReason", "failures", "holder", "updatedAt")
+
+
+def merged(current: object, patch: object) -> Any:
+    """``current`` after the JSON merge patch ``patch`` (RFC 7386): None removes a key.
+    Tells whether a status patch would change anything."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(current) if isinstance(current, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merged(result.get(key), value)
+    return result
+
+
 def without_times(status: Mapping[str, Any]) -> dict[str, Any]:
-    """``status`` without what changes on its own (``updatedAt``), to tell a real change."""
+    """``status`` without what changes on its own (``updatedAt``, renewed with every lease
+    renewal), to tell a change worth writing."""
     result = dict(status)
     registration = result.get("registration")
     if isinstance(registration, Mapping):
