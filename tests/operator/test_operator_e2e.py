@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from contracts.billing.store import Disposition, LegEnd
@@ -254,3 +255,20 @@ def test_a_store_out_of_reach_is_a_status_and_a_retry_not_a_crash(lab: Lab) -> N
     lab.operator.start()
     status = lab.wait_for("Ready once Redis is reachable", lambda: lab.ready(1))
     assert status["snapshotVersion"] == 1
+
+
+def test_tenants_outside_the_platforms_tenant_namespaces_are_told_so(lab: Lab) -> None:
+    platform = (Path(__file__).parent / "data" / "platform.yaml").read_text(encoding="utf-8")
+    (lab.tmp_path / "platform.yaml").write_text(platform, encoding="utf-8")  # serves "pbx" only
+    lab.operator.env["CLOUDPBX_PLATFORM"] = str(lab.tmp_path / "platform.yaml")
+    lab.operator.start()
+    lab.apply(tenant_yaml(lab))
+
+    def refused() -> dict[str, Any] | None:
+        status = (lab.get("tenants", lab.tenant) or {}).get("status") or {}
+        return status if status.get("observedGeneration") == 1 else None
+
+    ready = condition(lab.wait_for("a status for generation 1", refused), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NamespaceNotServed")
+    assert f"namespace {lab.namespace} is not one of" in ready["message"]
+    assert lab.snapshot() is None

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from cloudpbx_operator import render
-from cloudpbx_operator.config import Config, ConfigError, from_env
+from cloudpbx_operator.config import Config, ConfigError, from_env, parse_platform
 from contracts.snapshot import TenantSnapshot
 from contracts.trunk_status import TrunkStatus
 from sipedge.tenants import load_manifest_folder
@@ -234,9 +234,32 @@ def test_a_merge_patch_view_tells_whether_a_status_write_changes_anything() -> N
 
 def test_config_from_the_environment() -> None:
     env = {"CLOUDPBX_REDIS_URL": "redis://r", "CLOUDPBX_BILLING_URL": "postgresql://p/db"}
-    assert from_env(env) == Config("redis://r", "postgresql://p/db")
-    assert from_env(env | {"CLOUDPBX_NAMESPACE": "pbx"}).namespace == "pbx"
+    config = from_env(env)
+    assert config == Config("redis://r", "postgresql://p/db")
+    assert (config.watched_namespaces, config.served_namespaces) == ((), None)
+    alone = from_env(env | {"CLOUDPBX_NAMESPACE": "pbx", "CLOUDPBX_HEALTH_PORT": "8080"})
+    assert (alone.watched_namespaces, alone.health_port) == (("pbx",), 8080)
     with pytest.raises(ConfigError, match="CLOUDPBX_REDIS_URL is required"):
         from_env({"CLOUDPBX_BILLING_URL": "postgresql://p/db"})
-    with pytest.raises(ConfigError, match="must be seconds"):
+    with pytest.raises(ConfigError, match="CLOUDPBX_TRUNK_STATUS_INTERVAL_S must be a number"):
         from_env(env | {"CLOUDPBX_TRUNK_STATUS_INTERVAL_S": "soon"})
+    with pytest.raises(ConfigError, match="CLOUDPBX_LOG_LEVEL must be one of"):
+        from_env(env | {"CLOUDPBX_LOG_LEVEL": "loud"})
+
+
+def test_the_charts_platform_configuration_decides_which_namespaces_are_served() -> None:
+    text = (Path(__file__).parent / "data" / "platform.yaml").read_text(encoding="utf-8")
+    env = {"CLOUDPBX_REDIS_URL": "redis://r", "CLOUDPBX_BILLING_URL": "postgresql://p/db",
+           "CLOUDPBX_NAMESPACE": "pbx"}  # fmt: skip
+    config = from_env(env, text)
+    assert config.platform is not None
+    assert (config.platform.namespace, config.platform.tenant_namespaces) == ("pbx", ("pbx",))
+    # every namespace is watched; the Tenants of tenantNamespaces are served
+    assert (config.watched_namespaces, config.served_namespaces) == ((), frozenset({"pbx"}))
+    faults = [
+        ("version: 1", "version: 2", "version must be 1"),
+        ("tenantNamespaces:\n- pbx", "tenantNamespaces: pbx", "tenantNamespaces must be a list"),
+    ]
+    for old, new, message in faults:
+        with pytest.raises(ConfigError, match=message):
+            parse_platform(text.replace(old, new))

@@ -4,31 +4,50 @@ account or the usual kubeconfig."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
 import kopf
 
 from cloudpbx_operator import handlers
-from cloudpbx_operator.config import ConfigError, from_env
+from cloudpbx_operator.config import Config, ConfigError, from_env
 
 
 def main() -> None:
     try:
-        config = from_env(os.environ)
+        config = _config()
     except ConfigError as exc:
         sys.stderr.write(f"cloudpbx-operator: {exc}\n")
         raise SystemExit(2) from None
     registry = kopf.OperatorRegistry()
     handlers.register(config, registry)
-    kopf.configure(verbose=bool(os.environ.get("CLOUDPBX_OPERATOR_VERBOSE")))
+    kopf.configure(
+        debug=config.log_level == "debug", quiet=config.log_level in ("warning", "error")
+    )
+    if config.log_level == "error":
+        logging.getLogger().setLevel(logging.ERROR)
+    port = config.health_port
     kopf.run(
         registry=registry,
         standalone=True,
-        clusterwide=config.namespace is None,
-        namespaces=[config.namespace] if config.namespace else (),
-        liveness_endpoint=config.liveness,
+        clusterwide=not config.watched_namespaces,
+        namespaces=config.watched_namespaces,
+        # The kubelet probes the pod's address: all interfaces, inside the pod.
+        liveness_endpoint=f"http://0.0.0.0:{port}/healthz" if port else None,
     )
+
+
+def _config() -> Config:
+    path = os.environ.get("CLOUDPBX_PLATFORM", "").strip()
+    text = None
+    if path:
+        try:
+            with open(path, encoding="utf-8") as file:
+                text = file.read()
+        except OSError as exc:
+            raise ConfigError(f"CLOUDPBX_PLATFORM: cannot read {path}: {exc.strerror}") from None
+    return from_env(os.environ, text)
 
 
 if __name__ == "__main__":

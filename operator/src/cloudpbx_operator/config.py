@@ -1,19 +1,33 @@
 """The operator's settings, from its environment (what the chart sets on its pod).
 
-``CLOUDPBX_REDIS_URL`` (the edges' Redis) and ``CLOUDPBX_BILLING_URL`` (the billing
-store, ``postgresql://…``) are required; ``CLOUDPBX_NAMESPACE`` limits the operator to one
-namespace (default: all); ``CLOUDPBX_TRUNK_STATUS_INTERVAL_S`` is how often Trunk
-statuses are refreshed from what the edges report (default 10 s);
-``CLOUDPBX_OPERATOR_LIVENESS`` an optional kopf liveness endpoint
-(``http://0.0.0.0:8080/healthz``). Pure: the environment comes in as a mapping.
+* ``CLOUDPBX_REDIS_URL`` (the edges' Redis) and ``CLOUDPBX_BILLING_URL`` (the billing
+  store, ``postgresql://…``): required.
+* ``CLOUDPBX_PLATFORM``: the platform configuration's file (the chart's ConfigMap, shape
+  pinned by the chart's ``tests/chart/data/platform.yaml``). With it the operator watches
+  every namespace and serves the Tenants of its ``tenantNamespaces`` (where it may read
+  their Secrets); a Tenant elsewhere is told so in its status.
+* ``CLOUDPBX_NAMESPACE``: the operator's own namespace. Without a platform file it is the
+  one namespace watched (none: all).
+* ``CLOUDPBX_HEALTH_PORT``: serve kopf's liveness endpoint at ``/healthz`` on this port.
+* ``CLOUDPBX_LOG_LEVEL``: debug, info (default), warning or error.
+* ``CLOUDPBX_TRUNK_STATUS_INTERVAL_S``: how often Trunk statuses are refreshed from what the
+  edges report (default 10 s).
+
+Pure: the environment comes in as a mapping and the platform file as its text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
 
 DEFAULT_TRUNK_STATUS_INTERVAL_S = 10.0
+LOG_LEVELS = ("debug", "info", "warning", "error")
+#: The platform configuration's format this operator reads.
+PLATFORM_VERSION = 1
 
 
 class ConfigError(ValueError):
@@ -21,34 +35,95 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Platform:
+    """What the operator takes from the platform configuration."""
+
+    namespace: str
+    #: Where Tenants are served (the operator may read Secrets there).
+    tenant_namespaces: tuple[str, ...]
+    #: The whole document, for what renders workloads from it.
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     redis_url: str
     billing_url: str
     namespace: str | None = None
+    platform: Platform | None = None
     trunk_status_interval_s: float = DEFAULT_TRUNK_STATUS_INTERVAL_S
-    liveness: str | None = None
+    health_port: int | None = None
+    log_level: str = "info"
+
+    @property
+    def watched_namespaces(self) -> tuple[str, ...]:
+        """The namespaces to watch; empty: all of them."""
+        if self.platform is None and self.namespace is not None:
+            return (self.namespace,)
+        return ()
+
+    @property
+    def served_namespaces(self) -> frozenset[str] | None:
+        """The namespaces whose Tenants are served; None: any watched one."""
+        if self.platform is None:
+            return None
+        return frozenset(self.platform.tenant_namespaces)
 
 
-def from_env(env: Mapping[str, str]) -> Config:
+def from_env(env: Mapping[str, str], platform_text: str | None = None) -> Config:
+    """The settings; ``platform_text``: the contents of ``CLOUDPBX_PLATFORM``'s file."""
+
     def required(name: str) -> str:
         value = env.get(name, "").strip()
         if not value:
             raise ConfigError(f"{name} is required")
         return value
 
-    interval_text = env.get("CLOUDPBX_TRUNK_STATUS_INTERVAL_S", "").strip()
-    try:
-        interval = float(interval_text) if interval_text else DEFAULT_TRUNK_STATUS_INTERVAL_S
-    except ValueError:
-        raise ConfigError(
-            f"CLOUDPBX_TRUNK_STATUS_INTERVAL_S must be seconds, not {interval_text!r}"
-        ) from None
-    if not 0 < interval <= 3600:
-        raise ConfigError("CLOUDPBX_TRUNK_STATUS_INTERVAL_S must be between 0 and 3600")
+    level = env.get("CLOUDPBX_LOG_LEVEL", "").strip().lower() or "info"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"CLOUDPBX_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
     return Config(
         redis_url=required("CLOUDPBX_REDIS_URL"),
         billing_url=required("CLOUDPBX_BILLING_URL"),
         namespace=env.get("CLOUDPBX_NAMESPACE", "").strip() or None,
-        trunk_status_interval_s=interval,
-        liveness=env.get("CLOUDPBX_OPERATOR_LIVENESS", "").strip() or None,
+        platform=None if platform_text is None else parse_platform(platform_text),
+        trunk_status_interval_s=_number(env, "CLOUDPBX_TRUNK_STATUS_INTERVAL_S", 0, 3600)
+        or DEFAULT_TRUNK_STATUS_INTERVAL_S,
+        health_port=int(_number(env, "CLOUDPBX_HEALTH_PORT", 0, 65535) or 0) or None,
+        log_level=level,
     )
+
+
+def _number(env: Mapping[str, str], name: str, low: float, high: float) -> float | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {text!r}") from None
+    if not low < value <= high:
+        raise ConfigError(f"{name} must be above {low} and at most {high}")
+    return value
+
+
+def parse_platform(text: str) -> Platform:
+    """The platform configuration (YAML); ConfigError naming the field at fault."""
+    where = "CLOUDPBX_PLATFORM"
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"{where}: not valid YAML") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{where}: must be a mapping")
+    if document.get("version") != PLATFORM_VERSION:
+        raise ConfigError(f"{where}: version must be {PLATFORM_VERSION}")
+    namespace = document.get("namespace")
+    if not isinstance(namespace, str) or not namespace:
+        raise ConfigError(f"{where}: namespace must be a namespace's name")
+    namespaces = document.get("tenantNamespaces")
+    if not isinstance(namespaces, list) or not all(
+        isinstance(name, str) and name for name in namespaces
+    ):
+        raise ConfigError(f"{where}: tenantNamespaces must be a list of namespaces")
+    return Platform(namespace, tuple(namespaces), document)

@@ -67,7 +67,9 @@ def register(config: Config, registry: kopf.OperatorRegistry) -> None:
         billing = await open_store(config.billing_url, pool_size=BILLING_POOL_SIZE)
         await billing.migrate()
         redis = Redis.from_url(config.redis_url)
-        memo["reconciler"] = Reconciler(Kube.connect(settings), Publisher(redis), billing)
+        memo["reconciler"] = Reconciler(
+            Kube.connect(settings), Publisher(redis), billing, served=config.served_namespaces
+        )
 
     @kopf.on.cleanup(id="stop", registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:

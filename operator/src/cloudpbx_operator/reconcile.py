@@ -60,12 +60,14 @@ class Reconciler:
         publisher: Publisher,
         billing: BillingStore,
         *,
+        served: frozenset[str] | None = None,
         clock: Callable[[], str] = now_text,
         password: Callable[[], str] = lambda: secrets.token_urlsafe(PASSWORD_BYTES),
     ) -> None:
         self.kube = kube
         self.publisher = publisher
         self.billing = billing
+        self.served = served
         self.clock = clock
         self.password = password
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -97,6 +99,10 @@ class Reconciler:
         if body is None:
             return  # gone already: nothing to serve, nothing to write
         deleting = deleting or bool(body.get("metadata", {}).get("deletionTimestamp"))
+        if self.served is not None and namespace not in self.served:
+            if not deleting:  # never served: nothing to disable
+                await self._not_served(namespace, body)
+            return
         tenant = render.with_credential_refs(body)
         trunks = render.tenant_objects(await self.kube.list(namespace, "trunks"), name)
         plans = render.tenant_objects(await self.kube.list(namespace, "dialplans"), name)
@@ -137,6 +143,13 @@ class Reconciler:
                 "Tenant %s/%s: published snapshot version %d", namespace, name, published.version
             )
         await self._write_status(namespace, body, outcome, provisioned, published.version)
+
+    async def _not_served(self, namespace: str, body: dict[str, Any]) -> None:
+        served = ", ".join(sorted(self.served or ()))
+        message = f"namespace {namespace} is not one of the platform's tenantNamespaces ({served})"
+        problem = render.Problem(render.NAMESPACE_NOT_SERVED, message)
+        provisioned = render.Condition("Provisioned", False, problem.reason, message)
+        await self._write_status(namespace, body, problem, provisioned, None)
 
     async def _generate_credentials(
         self,

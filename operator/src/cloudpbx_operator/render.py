@@ -38,6 +38,7 @@ CREDENTIALS_SUFFIX = "-sip-credentials"
 INVALID_SPEC = "InvalidSpec"
 HOST_CONFLICT = "HostConflict"
 STORE_UNAVAILABLE = "StoreUnavailable"
+NAMESPACE_NOT_SERVED = "NamespaceNotServed"
 
 
 def credentials_secret(tenant: str) -> str:
