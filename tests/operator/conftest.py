@@ -149,6 +149,13 @@ class Lab:
         group = "" if plural == "secrets" else "cloudpbx.io"
         return self.cluster.get_object(plural, namespace or self.namespace, name, group)
 
+    def get_workload(self, plural: str, name: str) -> dict[str, Any] | None:
+        """A Deployment, DaemonSet, Service or PodDisruptionBudget in the test's namespace."""
+        group = {"services": ""}.get(
+            plural, "policy" if plural == "poddisruptionbudgets" else "apps"
+        )
+        return self.cluster.get_object(plural, self.namespace, name, group)
+
     def secret_values(self, name: str) -> dict[str, str]:
         secret = self.get("secrets", name) or {}
         data = secret.get("data") or {}

@@ -10,6 +10,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from contracts.billing.store import Disposition, LegEnd
 from contracts.keys import SNAPSHOT_CHANNEL, domain_index_key, snapshot_notice, trunk_status_key
 from contracts.stores.url import open_store
@@ -272,3 +274,30 @@ def test_tenants_outside_the_platforms_tenant_namespaces_are_told_so(lab: Lab) -
     assert (ready["status"], ready["reason"]) == ("False", "NamespaceNotServed")
     assert f"namespace {lab.namespace} is not one of" in ready["message"]
     assert lab.snapshot() is None
+
+
+def test_with_a_platform_it_runs_the_relay_and_the_shared_edge_pool(lab: Lab) -> None:
+    platform = yaml.safe_load((Path(__file__).parent / "data" / "platform.yaml").read_text())
+    platform |= {"namespace": lab.namespace, "tenantNamespaces": [lab.namespace]}
+    (lab.tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform), encoding="utf-8")
+    lab.operator.env["CLOUDPBX_PLATFORM"] = str(lab.tmp_path / "platform.yaml")
+    lab.operator.start()
+    lab.apply(tenant_yaml(lab))
+    lab.wait_for("Ready for generation 1", lambda: lab.ready(1))
+    for plural, name in (("daemonsets", "r1-relay"), ("services", "r1-relay"),
+                         ("poddisruptionbudgets", "r1-relay"), ("deployments", "r1-edge"),
+                         ("services", "r1-edge"), ("poddisruptionbudgets", "r1-edge")):  # fmt: skip
+        assert lab.get_workload(plural, name) is not None, (plural, name)
+    edge = lab.get_workload("deployments", "r1-edge") or {}
+    written = edge["metadata"]["annotations"]["cloudpbx.io/applied"]
+
+    # a restart with the same platform writes nothing again
+    lab.operator.stop()
+    lab.operator.start()
+    lab.wait_for(
+        "the restarted operator started",
+        lambda: lab.operator.output().count("Activity 'start' succeeded") == 2,
+    )
+    again = lab.get_workload("deployments", "r1-edge") or {}
+    assert again["metadata"]["resourceVersion"] == edge["metadata"]["resourceVersion"]
+    assert again["metadata"]["annotations"]["cloudpbx.io/applied"] == written

@@ -67,9 +67,16 @@ def register(config: Config, registry: kopf.OperatorRegistry) -> None:
         billing = await open_store(config.billing_url, pool_size=BILLING_POOL_SIZE)
         await billing.migrate()
         redis = Redis.from_url(config.redis_url)
-        memo["reconciler"] = Reconciler(
-            Kube.connect(settings), Publisher(redis), billing, served=config.served_namespaces
+        platform = config.platform.document if config.platform is not None else None
+        reconciler = Reconciler(
+            Kube.connect(settings),
+            Publisher(redis),
+            billing,
+            served=config.served_namespaces,
+            platform=platform,
         )
+        memo["reconciler"] = reconciler
+        await reconciler.platform_workloads()
 
     @kopf.on.cleanup(id="stop", registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:

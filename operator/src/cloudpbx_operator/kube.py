@@ -1,6 +1,6 @@
 """The few Kubernetes API calls the operator makes beside kopf's own watching: read the
 Tenant, list its Trunks and DialPlans, read Secrets, create the tenant's credentials
-Secret, write statuses.
+Secret, write statuses, run the edge and relay workloads.
 
 A thin aiohttp client over the credentials kopf's own login functions find (the
 service account in a pod, ``$KUBECONFIG`` or ``~/.kube/config`` elsewhere): the generated
@@ -11,6 +11,8 @@ are decoded here and handed on; they are never logged or put into an error messa
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -142,6 +144,59 @@ class Kube:
             return have
         patched = await self._call("PATCH", f"{path}/{name}", ops, content_type=_JSON_PATCH)
         return secret_values(patched or {})
+
+    # --- workloads ---
+
+    async def ensure(self, body: Mapping[str, Any]) -> bool:
+        """Creates ``body`` (a Deployment, DaemonSet, Service or PodDisruptionBudget), or
+        merges it into the one there when it changed since the operator last wrote it (an
+        annotation holds a digest of what it wrote: the API server's defaults are not a
+        change). True when something was written."""
+        desired = dict(body)
+        metadata = dict(desired["metadata"])
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+        metadata["annotations"] = {**metadata.get("annotations", {}), APPLIED: digest}
+        desired["metadata"] = metadata
+        path = _workload_path(desired["apiVersion"], desired["kind"], metadata["namespace"])
+        current = await self._call("GET", f"{path}/{metadata['name']}")
+        if current is None:
+            await self._call("POST", path, desired)
+            return True
+        if (current.get("metadata", {}).get("annotations") or {}).get(APPLIED) == digest:
+            return False
+        patch = {"metadata": {"labels": metadata.get("labels", {}),
+                              "annotations": metadata["annotations"]},
+                 "spec": desired["spec"]}  # fmt: skip
+        await self._call("PATCH", f"{path}/{metadata['name']}", patch, content_type=_MERGE_PATCH)
+        return True
+
+    async def remove(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Deletes the object if it is there; True when it was."""
+        path = f"{_workload_path(api_version, kind, namespace)}/{name}"
+        if await self._call("GET", path) is None:
+            return False
+        try:
+            await self._call("DELETE", path, {"propagationPolicy": "Background"})
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        return True
+
+
+#: The annotation with the digest of what the operator last wrote into a workload.
+APPLIED = "cloudpbx.io/applied"
+_WORKLOADS = {
+    ("apps/v1", "Deployment"): "deployments",
+    ("apps/v1", "DaemonSet"): "daemonsets",
+    ("v1", "Service"): "services",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+}
+
+
+def _workload_path(api_version: str, kind: str, namespace: str) -> str:
+    plural = _WORKLOADS[(api_version, kind)]
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{prefix}/namespaces/{namespace}/{plural}"
 
 
 def secret_values(secret: Mapping[str, Any]) -> dict[str, str]:

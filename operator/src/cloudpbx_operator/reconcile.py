@@ -16,7 +16,7 @@ import asyncio
 import datetime
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +25,7 @@ import asyncpg
 import kopf
 from redis.exceptions import RedisError
 
-from cloudpbx_operator import render
+from cloudpbx_operator import render, workloads
 from cloudpbx_operator.apply import HostTaken, Publisher, provision
 from cloudpbx_operator.kube import ApiError, Kube, owner_reference
 from contracts.billing.store import BillingStore
@@ -61,6 +61,7 @@ class Reconciler:
         billing: BillingStore,
         *,
         served: frozenset[str] | None = None,
+        platform: Mapping[str, Any] | None = None,
         clock: Callable[[], str] = now_text,
         password: Callable[[], str] = lambda: secrets.token_urlsafe(PASSWORD_BYTES),
     ) -> None:
@@ -68,6 +69,7 @@ class Reconciler:
         self.publisher = publisher
         self.billing = billing
         self.served = served
+        self.platform = platform
         self.clock = clock
         self.password = password
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -112,6 +114,7 @@ class Reconciler:
         outcome = render.render_snapshot(tenant, trunks, plans, secret_values)
         if deleting:
             await self._disable(name, outcome)
+            await self._dedicated_edge(name, wanted=False)
             return
         if isinstance(outcome, render.Problem):
             log.warning("Tenant %s/%s cannot be served: %s", namespace, name, outcome.message)
@@ -142,7 +145,43 @@ class Reconciler:
             log.info(
                 "Tenant %s/%s: published snapshot version %d", namespace, name, published.version
             )
+        await self._dedicated_edge(name, wanted=render.dedicated(body))
         await self._write_status(namespace, body, outcome, provisioned, published.version)
+
+    async def platform_workloads(self) -> None:
+        """The relay and the shared edge pool, as the platform configuration says (run at
+        start: a changed configuration restarts the operator)."""
+        await _retrying(self._platform_workloads())
+
+    async def _platform_workloads(self) -> None:
+        if self.platform is None:
+            return
+        for body in workloads.relay_objects(self.platform) + workloads.edge_objects(
+            self.platform, None
+        ):
+            if await self.kube.ensure(body):
+                log.info("%s %s written", body["kind"], body["metadata"]["name"])
+        # the relay's other kind, if it was switched (DaemonSet, Deployment)
+        other = "Deployment" if self.platform["relay"]["kind"] == "DaemonSet" else "DaemonSet"
+        relay = workloads.name_of(self.platform["release"], "relay")
+        await self.kube.remove("apps/v1", other, self.platform["namespace"], relay)
+
+    async def _dedicated_edge(self, tenant: str, *, wanted: bool) -> None:
+        """The edge Deployment, Service and budget of a tenant with ``isolation:
+        dedicated``; removed when it no longer is, or is deleted."""
+        if self.platform is None:
+            return
+        for body in workloads.edge_objects(self.platform, tenant):
+            metadata = body["metadata"]
+            if wanted:
+                written = await self.kube.ensure(body)
+            else:
+                written = await self.kube.remove(
+                    body["apiVersion"], body["kind"], metadata["namespace"], metadata["name"]
+                )
+            if written:
+                done = "written" if wanted else "removed"
+                log.info("Tenant %s: %s %s %s", tenant, body["kind"], metadata["name"], done)
 
     async def _not_served(self, namespace: str, body: dict[str, Any]) -> None:
         served = ", ".join(sorted(self.served or ()))

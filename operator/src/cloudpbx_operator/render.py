@@ -323,6 +323,12 @@ def rfc3339(epoch_s: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def dedicated(tenant: Mapping[str, Any]) -> bool:
+    """Whether the Tenant asks for an edge of its own (``spec.isolation: dedicated``)."""
+    spec = tenant.get("spec")
+    return isinstance(spec, Mapping) and spec.get("isolation") == "dedicated"
+
+
 def _name(body: Mapping[str, Any]) -> str | None:
     metadata = body.get("metadata")
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
