@@ -105,48 +105,71 @@ class Reconciler:
             if not deleting:  # never served: nothing to disable
                 await self._not_served(namespace, body)
             return
+        outcome = await self._render(namespace, body, generate=not deleting)
+        if deleting:
+            await self._disable(name, outcome)
+            await self._dedicated_edge(name, wanted=False)
+        elif isinstance(outcome, render.Problem):
+            log.warning("Tenant %s/%s cannot be served: %s", namespace, name, outcome.message)
+            await self._refuse(namespace, body, outcome)
+        else:
+            await self._serve(namespace, body, outcome)
+
+    async def _render(
+        self, namespace: str, body: dict[str, Any], *, generate: bool
+    ) -> TenantSnapshot | render.Problem:
+        """Read the Tenant's Trunks, DialPlans and Secrets (generating the missing
+        credentials when ``generate``) and render its snapshot."""
+        name = body["metadata"]["name"]
         tenant = render.with_credential_refs(body)
         trunks = render.tenant_objects(await self.kube.list(namespace, "trunks"), name)
         plans = render.tenant_objects(await self.kube.list(namespace, "dialplans"), name)
         secret_values = await self.kube.read_secrets(namespace, render.secret_names(tenant, trunks))
-        if not deleting:
+        if generate:
             await self._generate_credentials(namespace, body, tenant, secret_values)
-        outcome = render.render_snapshot(tenant, trunks, plans, secret_values)
-        if deleting:
-            await self._disable(name, outcome)
-            await self._dedicated_edge(name, wanted=False)
-            return
-        if isinstance(outcome, render.Problem):
-            log.warning("Tenant %s/%s cannot be served: %s", namespace, name, outcome.message)
-            provisioned = render.Condition("Provisioned", False, outcome.reason, outcome.message)
-            await self._write_status(namespace, body, outcome, provisioned, None)
-            return
-        refusal = await provision(self.billing, outcome)
+        return render.render_snapshot(tenant, trunks, plans, secret_values)
+
+    async def _serve(self, namespace: str, body: dict[str, Any], snapshot: TenantSnapshot) -> None:
+        """Provision the account, publish the snapshot, run a dedicated edge, say so."""
+        name = snapshot.name
+        refusal = await provision(self.billing, snapshot)
         if refusal is not None:
-            problem = render.Problem(render.INVALID_SPEC, f"Tenant {name}: spec.billing: {refusal}")
-            provisioned = render.Condition("Provisioned", False, problem.reason, problem.message)
-            await self._write_status(namespace, body, problem, provisioned, None)
+            message = f"Tenant {name}: spec.billing: {refusal}"
+            await self._refuse(namespace, body, render.Problem(render.INVALID_SPEC, message))
             return
+        billing = snapshot.billing
         provisioned = render.Condition(
             "Provisioned",
             True,
             "AccountReady",
-            f"account main ({outcome.billing.plan}, {outcome.billing.currency})",
+            f"account main ({billing.plan}, {billing.currency})",
         )
-        published = await self.publisher.publish(outcome)
+        published = await self.publisher.publish(snapshot)
         if isinstance(published, HostTaken):
             message = (
                 f"Tenant {name}: host {published.host!r} is served by tenant {published.owner!r}"
             )
             problem = render.Problem(render.HOST_CONFLICT, message)
-            await self._write_status(namespace, body, problem, provisioned, None)
+            await self._refuse(namespace, body, problem, provisioned)
             return
         if published.changed:
             log.info(
                 "Tenant %s/%s: published snapshot version %d", namespace, name, published.version
             )
         await self._dedicated_edge(name, wanted=render.dedicated(body))
-        await self._write_status(namespace, body, outcome, provisioned, published.version)
+        await self._write_status(namespace, body, snapshot, provisioned, published.version)
+
+    async def _refuse(
+        self,
+        namespace: str,
+        body: dict[str, Any],
+        problem: render.Problem,
+        provisioned: render.Condition | None = None,
+    ) -> None:
+        """Ready=False with the problem (and Provisioned=False too, unless given)."""
+        if provisioned is None:
+            provisioned = render.Condition("Provisioned", False, problem.reason, problem.message)
+        await self._write_status(namespace, body, problem, provisioned, None)
 
     async def platform_workloads(self) -> None:
         """The relay and the shared edge pool, as the platform configuration says (run at
@@ -186,9 +209,7 @@ class Reconciler:
     async def _not_served(self, namespace: str, body: dict[str, Any]) -> None:
         served = ", ".join(sorted(self.served or ()))
         message = f"namespace {namespace} is not one of the platform's tenantNamespaces ({served})"
-        problem = render.Problem(render.NAMESPACE_NOT_SERVED, message)
-        provisioned = render.Condition("Provisioned", False, problem.reason, message)
-        await self._write_status(namespace, body, problem, provisioned, None)
+        await self._refuse(namespace, body, render.Problem(render.NAMESPACE_NOT_SERVED, message))
 
     async def _generate_credentials(
         self,
