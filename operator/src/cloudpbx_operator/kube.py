@@ -243,12 +243,8 @@ def _version(body: Mapping[str, Any]) -> str:
 
 
 def _ssl(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
+    """kopf's own TLS context for the credentials (CA, client certificate, inline data
+    included), as kopf's watches use it; none for a plain-HTTP server."""
     if not info.server.startswith("https:"):
         return False
-    if info.insecure:
-        return False
-    cadata = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
-    context = ssl.create_default_context(cafile=info.ca_path, cadata=cadata)
-    if info.certificate_path and info.private_key_path:
-        context.load_cert_chain(info.certificate_path, info.private_key_path)
-    return context
+    return info.as_ssl_context()
