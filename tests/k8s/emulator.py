@@ -429,6 +429,17 @@ class Cluster(kmock.KubernetesEmulator):
 
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
 
+    def list_objects(self, plural: str, namespace: str | None) -> list[Json]:
+        """Copies of the objects of every resource named ``plural`` in ``namespace`` (call it
+        on the emulator's loop: :meth:`call`)."""
+        return [
+            copy.deepcopy(obj)
+            for (_, _, p), objects in self._kstore.items()
+            if p == plural
+            for (ns, _), obj in objects.items()
+            if ns == namespace
+        ]
+
     def create_object(self, body: Json) -> Json:
         """Creates ``body`` (call it on the emulator's loop: :meth:`call`)."""
         api_version, kind = body["apiVersion"], body["kind"]

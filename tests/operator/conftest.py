@@ -156,6 +156,14 @@ class Lab:
         )
         return self.cluster.get_object(plural, self.namespace, name, group)
 
+    def events(self, reason: str) -> list[dict[str, Any]]:
+        """The Events with ``reason`` in the test's namespace."""
+        found: list[dict[str, Any]] = self.cluster.call(
+            lambda: [e for e in self.cluster.list_objects("events", self.namespace)
+                     if e.get("reason") == reason]
+        )  # fmt: skip
+        return found
+
     def secret_values(self, name: str) -> dict[str, str]:
         secret = self.get("secrets", name) or {}
         data = secret.get("data") or {}

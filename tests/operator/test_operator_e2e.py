@@ -201,6 +201,9 @@ def test_an_invalid_spec_is_a_status_naming_the_field_then_fixed(lab: Lab) -> No
     ready = condition(status, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert "spec.limits.maxExpiresSeconds" in ready["message"]
+    events = lab.wait_for("the Warning event", lambda: lab.events("InvalidSpec"))
+    assert events[0]["involvedObject"]["name"] == lab.tenant
+    assert "spec.limits.maxExpiresSeconds" in events[0]["message"]
     assert lab.snapshot() is None
     assert lab.operator.process is not None
     assert lab.operator.process.poll() is None

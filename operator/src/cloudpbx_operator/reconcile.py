@@ -18,7 +18,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import asyncpg
@@ -254,8 +254,12 @@ class Reconciler:
             body, outcome, provisioned=provisioned, version=version, now=self.clock()
         )
         current = body.get("status") or {}
-        if render.merged(current, status) != current:
-            await self.kube.patch_status(namespace, "tenants", body["metadata"]["name"], status)
+        if render.merged(current, status) == current:
+            return
+        await self.kube.patch_status(namespace, "tenants", body["metadata"]["name"], status)
+        if isinstance(outcome, render.Problem):  # an Event too, once: kubectl describe shows it
+            raw = cast("kopf.RawBody", body)  # an object as the API server gave it
+            kopf.warn(kopf.Body(raw), reason=outcome.reason, message=outcome.message)
 
     async def trunk_status(self, namespace: str, body: dict[str, Any]) -> None:
         """Copy the registration state the edges report for this Trunk into its status."""
