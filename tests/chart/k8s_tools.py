@@ -25,7 +25,8 @@ import jsonschema
 import pytest
 import yaml
 
-from ..k8s.tools import ROOT, TOOLS, fetch_layer_tools
+from ..k8s.tools import ROOT as ROOT
+from ..k8s.tools import TOOLS, fetch_layer_tools
 
 CHART = ROOT / "charts" / "cloudpbx"
 CRD_FILES = CHART / "files" / "crds"
