@@ -3,13 +3,13 @@ edge takes a new version of a tenant within 1 s of its notice, without a restart
 tenant published disabled (deleted) loses its calls (BYE on both legs) and its phones'
 registrations.
 
-The snapshots are published here as the operator publishes them (:func:`publish`: the
-JSON under the tenant's snapshot key with the next version, its hosts in the domain
-index, a notice on the snapshot channel), on the test Redis.
+The snapshots are published by the operator's own publisher
+(``cloudpbx_operator.apply.Publisher``), on the test Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sys
 import time
@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
+from cloudpbx_operator.apply import Published, Publisher
 from contracts.keys import SNAPSHOT_CHANNEL, domain_index_key, snapshot_key, snapshot_notice
 from contracts.snapshot import TenantSnapshot
 from sipedge.tenants import load_manifest_folder
@@ -41,16 +43,19 @@ def client() -> Iterator[redis.Redis]:
 
 
 def publish(client: redis.Redis, snapshot: TenantSnapshot) -> int:
-    """Store ``snapshot`` as the next version of its tenant and announce it."""
-    stored = client.get(snapshot_key(snapshot.name))
-    version = TenantSnapshot.from_json(stored).version + 1 if stored else 1
-    text = replace(snapshot, version=version).to_json()
-    with client.pipeline() as pipe:
-        pipe.set(snapshot_key(snapshot.name), text)
-        pipe.hset(domain_index_key(), mapping=dict.fromkeys(snapshot.hosts, snapshot.name))
-        pipe.publish(SNAPSHOT_CHANNEL, snapshot_notice(snapshot.name, version))
-        pipe.execute()
-    return version
+    """Publish ``snapshot`` as the operator does (its one atomic script: the next version
+    under the tenant's snapshot key, its hosts in the domain index, a notice)."""
+
+    async def run() -> int:
+        connection = AsyncRedis.from_url(REDIS_URL)
+        try:
+            published = await Publisher(connection).publish(snapshot)
+        finally:
+            await connection.aclose()
+        assert isinstance(published, Published), published
+        return published.version
+
+    return asyncio.run(run())
 
 
 def forget(client: redis.Redis, snapshot: TenantSnapshot) -> None:
