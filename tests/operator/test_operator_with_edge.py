@@ -1,0 +1,159 @@
+"""The whole chain of issue 7's point 5: ``kubectl apply`` of a Tenant → the operator
+(generated SIP credentials, the snapshot in Redis) → a running edge that takes its tenants
+from the snapshots → SIPp phones: one registers with the password the operator generated
+and calls the other. Then an update of the Tenant reaches the running edge (measured from
+the new version's arrival in Redis to the edge serving it), and the Tenant's deletion ends
+the call in progress and the phones' registrations.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..e2e.conftest import EdgeProc, start_edge, stop_edge
+from .conftest import Lab
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from sipbench import (
+    SippOptions,
+    SippProcess,
+    User,
+    call_options,
+    free_udp_port,
+    register_options,
+    run_sipp,
+    scenario,
+    write_users_csv,
+)
+from sipbench.scripted import ScriptedPhone
+
+pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="needs sip-tester")
+
+ALICE_PASSWORD = "alice-secret-1001"
+
+
+def tenant_yaml(lab: Lab, *, carol: bool = False) -> str:
+    """1001's password in a Secret; 1002 (and 1003) get theirs from the operator."""
+    lines = [
+        "apiVersion: v1",
+        "kind: Secret",
+        "metadata: {name: phones}",
+        f"stringData: {{alice: {ALICE_PASSWORD}}}",
+        "---",
+        "apiVersion: cloudpbx.io/v1",
+        "kind: Tenant",
+        f"metadata: {{name: {lab.tenant}}}",
+        "spec:",
+        f"  domain: {lab.domain}",
+        "  extensions:",
+        '    - {number: "1001", passwordSecretRef: {name: phones, key: alice}}',
+        '    - {number: "1002", displayName: Bob}',
+        *(['    - {number: "1003", displayName: Carol}'] if carol else []),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def edge(lab: Lab) -> Iterator[EdgeProc]:
+    lab.operator.start()
+    lab.apply(tenant_yaml(lab))
+    lab.wait_for("Ready for generation 1", lambda: lab.ready(1))
+    running = start_edge(lab.tmp_path, snapshots=True, tenant=lab.tenant, domain=lab.domain)
+    try:
+        yield running
+    finally:
+        stop_edge(running)
+
+
+def register(lab: Lab, edge: EdgeProc, user: User, port: int) -> Any:
+    options = register_options(
+        f"127.0.0.1:{edge.port}",
+        write_users_csv(lab.tmp_path / f"{user.number}.csv", [user]),
+        lab.domain,
+        local_port=port,
+        calls=1,
+        trace_messages=True,
+        name=f"register-{user.number}",
+    )
+    return run_sipp(options, lab.tmp_path, timeout_s=20)
+
+
+def test_a_phone_with_generated_credentials_registers_and_calls(lab: Lab, edge: EdgeProc) -> None:
+    generated = lab.secret_values(f"{lab.tenant}-sip-credentials")
+    alice = User("1001", ALICE_PASSWORD, lab.domain)
+    bob = User("1002", generated["1002"], lab.domain)
+    port = free_udp_port()
+    registered = register(lab, edge, alice, port)
+    assert registered.ok, registered.describe()
+    answering = SippOptions(
+        scenario=scenario("uas"), local_port=port, calls=1, trace_messages=True, name="alice"
+    )
+    with SippProcess(answering, lab.tmp_path) as callee:
+        callee.wait_listening()
+        assert register(lab, edge, bob, free_udp_port()).ok  # the generated password works
+        calling = call_options(
+            "uac",
+            f"127.0.0.1:{edge.port}",
+            write_users_csv(lab.tmp_path / "bob-calls.csv", [bob]),
+            "1001",
+            lab.domain,
+            calls=1,
+            trace_messages=True,
+            name="bob",
+        )
+        called = run_sipp(calling, lab.tmp_path, timeout_s=30)
+        assert called.ok, called.describe()
+        answered = callee.wait(timeout_s=15)
+    assert answered.ok, answered.describe()
+
+
+def test_an_update_reaches_the_running_edge_and_a_deletion_ends_the_tenant(
+    lab: Lab, edge: EdgeProc
+) -> None:
+    carol_phone = ScriptedPhone("1003", lab.domain, "unknown yet")
+    try:
+        applied = time.monotonic()
+        lab.apply(tenant_yaml(lab, carol=True))
+        lab.wait_for("version 2 in Redis", lambda: (lab.snapshot() or {}).get("version") == 2)
+        stored = time.monotonic()
+        carol_phone.password = lab.secret_values(f"{lab.tenant}-sip-credentials")["1003"]
+        served = None
+        while served is None and time.monotonic() - stored < 5:
+            if _registers(carol_phone, edge.port):
+                served = time.monotonic()
+        assert served is not None, "the edge never served 1003"
+        print(  # noqa: T201 (pytest -s)
+            f"\nversion 2: in Redis {stored - applied:.3f} s after kubectl apply, "
+            f"served by the edge {served - stored:.3f} s after that"
+        )
+        assert served - stored < 1.0
+
+        lab.kubectl("delete", "tenant", lab.tenant, "--timeout=20s")
+        lab.wait_for("the tenant disabled", lambda: (lab.snapshot() or {}).get("enabled") is False)
+        deadline = time.monotonic() + 5
+        while _registers(carol_phone, edge.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _registers(carol_phone, edge.port)  # its phones register no more
+    finally:
+        carol_phone.close()
+
+
+def _registers(phone: ScriptedPhone, port: int) -> bool:
+    """Whether ``phone`` gets a 200 to its REGISTER (answering the challenge)."""
+    aor = f"<sip:{phone.user}@{phone.domain}>"
+    first = phone.request("REGISTER", f"sip:{phone.domain}", aor, f"r{time.monotonic_ns()}", 1)
+    phone.send(first, port)
+    challenge = phone.final()
+    if challenge.status != 401:
+        return challenge.status == 200
+    second = phone.request("REGISTER", f"sip:{phone.domain}", aor, first.call_id, 2)
+    phone.send(phone.with_auth(second, challenge), port)
+    return phone.final().status == 200
