@@ -35,25 +35,34 @@ class ApiError(Exception):
 
 
 class Kube:
-    """One connection to the API server."""
+    """One connection to the API server.
 
-    def __init__(self, info: kopf.ConnectionInfo) -> None:
+    A 401 makes it log in again and retry once: a pod's service-account token is a bound
+    token that the kubelet rotates in its file (hourly), so the one read at start expires.
+    """
+
+    def __init__(
+        self, info: kopf.ConnectionInfo, settings: kopf.OperatorSettings | None = None
+    ) -> None:
         self.server = info.server.rstrip("/")
-        headers = info.as_http_headers()
+        self.settings = settings
+        self.headers = info.as_http_headers()
         self.session = aiohttp.ClientSession(
-            headers=headers,
             connector=aiohttp.TCPConnector(ssl=_ssl(info)),
             timeout=aiohttp.ClientTimeout(total=30),
         )
 
     @classmethod
     def connect(cls, settings: kopf.OperatorSettings) -> Kube:
-        info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-            settings=settings
-        )
-        if info is None:
-            raise kopf.LoginError("no service account and no kubeconfig to reach the API with")
-        return cls(info)
+        return cls(_login(settings), settings)
+
+    def _relogin(self) -> bool:
+        """Fresh credentials (the token file read again); False when there is nothing
+        to log in with again."""
+        if self.settings is None:
+            return False
+        self.headers = _login(self.settings).as_http_headers()
+        return True
 
     async def close(self) -> None:
         await self.session.close()
@@ -62,17 +71,22 @@ class Kube:
         self, method: str, path: str, body: object = None, *, content_type: str = "application/json"
     ) -> dict[str, Any] | None:
         """The JSON answer; None for 404 on a GET; ApiError for other failures."""
-        kwargs: dict[str, Any] = {}
-        if body is not None:
-            kwargs["json"] = body
-            kwargs["headers"] = {"Content-Type": content_type}
-        async with self.session.request(method, self.server + path, **kwargs) as response:
-            if response.status == 404 and method == "GET":
-                return None
-            if response.status >= 400:
-                raise ApiError(response.status, (await response.text())[:300])
-            answer: dict[str, Any] = await response.json(content_type=None)
-            return answer
+        for attempt in (1, 2):
+            headers = dict(self.headers)
+            kwargs: dict[str, Any] = {"headers": headers}
+            if body is not None:
+                kwargs["json"] = body
+                headers["Content-Type"] = content_type
+            async with self.session.request(method, self.server + path, **kwargs) as response:
+                if response.status == 401 and attempt == 1 and self._relogin():
+                    continue
+                if response.status == 404 and method == "GET":
+                    return None
+                if response.status >= 400:
+                    raise ApiError(response.status, (await response.text())[:300])
+                answer: dict[str, Any] = await response.json(content_type=None)
+                return answer
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     # --- custom objects ---
 
@@ -240,6 +254,15 @@ def _version(body: Mapping[str, Any]) -> str:
     metadata = body.get("metadata")
     version = metadata.get("resourceVersion") if isinstance(metadata, Mapping) else None
     return str(version or "")
+
+
+def _login(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is None:
+        raise kopf.LoginError("no service account and no kubeconfig to reach the API with")
+    return info
 
 
 def _ssl(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
