@@ -174,6 +174,41 @@ def test_an_edge_dedicated_to_a_tenant_serves_no_other(
         forget(client, other)
 
 
+def test_a_deleted_tenants_domain_can_be_taken_by_a_new_tenant(
+    edge_factory: EdgeFactory, client: redis.Redis, tenant: TenantSnapshot
+) -> None:
+    """The operator publishes a deleted tenant disabled, then releases its hosts: a new
+    tenant on the same domain is served by the running edge in its place."""
+    publish(client, tenant)
+    edge = edge_factory(snapshots=True, tenant=tenant.name, domain=tenant.domain)
+    publish(client, replace(tenant, enabled=False))
+    asyncio.run(_release(tenant))
+    successor = replace(tenant, name=f"{tenant.name}-new")
+    try:
+        publish(client, successor)
+        caller = phone("2001", successor)
+        try:
+            deadline = time.monotonic() + 5
+            status = second_register_status(caller, edge.port)
+            while status != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                status = second_register_status(caller, edge.port)
+            assert status == 200
+        finally:
+            caller.close()
+        assert f"tenant {successor.name}: serving version 1" in edge.log.read_text()
+    finally:
+        forget(client, successor)
+
+
+async def _release(snapshot: TenantSnapshot) -> None:
+    connection = AsyncRedis.from_url(REDIS_URL)
+    try:
+        await Publisher(connection).release(snapshot)
+    finally:
+        await connection.aclose()
+
+
 def test_a_snapshot_that_does_not_decode_changes_nothing(
     edge_factory: EdgeFactory, client: redis.Redis, tenant: TenantSnapshot
 ) -> None:

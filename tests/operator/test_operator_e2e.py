@@ -160,6 +160,7 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
     disabled = lab.snapshot()
     assert disabled is not None
     assert (disabled["enabled"], disabled["version"]) == (False, 5)
+    assert lab.redis.hget(domain_index_key(), lab.domain) is None  # its domain is free again
     assert next_notice(notices, skip=2) == snapshot_notice(lab.tenant, 5)
     assert len(lab.query("SELECT * FROM cdrs WHERE tenant = $1", lab.tenant)) == 1
     assert len(lab.query("SELECT * FROM accounts WHERE tenant = $1", lab.tenant)) == 1

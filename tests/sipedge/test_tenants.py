@@ -369,8 +369,11 @@ def test_remove() -> None:
 def test_a_host_of_another_tenant_is_refused_and_nothing_changes() -> None:
     directory = TenantDirectory([DEMO, ACME])
     grabby = replace(ACME, version=5, aliases=("localhost",))
-    with pytest.raises(TenantConflict, match="'localhost' of tenant 'acme' is served by 'demo'"):
+    with pytest.raises(
+        TenantConflict, match="'localhost' of tenant 'acme' is served by 'demo'"
+    ) as caught:
         directory.replace(grabby)
+    assert caught.value.owner == "demo"  # the edge hands a deleted (disabled) owner's hosts on
     assert directory.by_name("acme") is ACME
     assert directory.by_host("localhost") is DEMO
 

@@ -14,6 +14,10 @@ is atomic and safe with several operators at once:
    snapshot had and the new one has not;
 5. PUBLISH ``snapshot_notice(tenant, version)`` on ``SNAPSHOT_CHANNEL``.
 
+A deleted tenant is published disabled (the edges end its calls, drop its phones and its
+trunks), then its hosts are released from the domain index (:meth:`Publisher.release`),
+so that another Tenant may take its domain; the disabled snapshot stays under its key.
+
 The version lives inside the JSON. The snapshot's canonical JSON (sorted keys, no spaces)
 ends with its last key, ``"version":N}``, so Python sends the text up to the digits and
 the script appends the version: the stored text is byte for byte
@@ -87,6 +91,18 @@ return {1, version}
 """
 
 
+RELEASE_SCRIPT = """
+local released = 0
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    released = released + 1
+  end
+end
+return released
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Published:
     """The version the tenant's snapshot has in Redis now; ``changed`` when this publish
@@ -118,6 +134,7 @@ class Publisher:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._script = redis.register_script(PUBLISH_SCRIPT)
+        self._release = redis.register_script(RELEASE_SCRIPT)
 
     async def publish(self, snapshot: TenantSnapshot) -> Published | HostTaken:
         keys = [snapshot_key(snapshot.name), domain_index_key()]
@@ -127,6 +144,12 @@ class Publisher:
         if outcome < 0:
             return HostTaken(_text(reply[1]), _text(reply[2]))
         return Published(int(reply[1]), outcome == 1)
+
+    async def release(self, snapshot: TenantSnapshot) -> int:
+        """Drop the tenant's hosts from the domain index (those still pointing at it):
+        the number released."""
+        args = [snapshot.name, *snapshot.hosts]
+        return int(await self._release(keys=[domain_index_key()], args=args))
 
     async def stored(self, tenant: str) -> TenantSnapshot | None:
         """The snapshot Redis holds for ``tenant`` (None when none or unreadable)."""

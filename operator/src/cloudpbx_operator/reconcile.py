@@ -230,8 +230,9 @@ class Reconciler:
                  namespace, body["metadata"]["name"], len(missing), secret)  # fmt: skip
 
     async def _disable(self, name: str, outcome: TenantSnapshot | render.Problem) -> None:
-        """Publish the tenant disabled (the edges end its calls and drop its registrations);
-        when its objects no longer compile, the stored snapshot disabled."""
+        """Publish the tenant disabled (the edges end its calls and drop its registrations),
+        then release its hosts; when its objects no longer compile, the stored snapshot
+        disabled."""
         snapshot = (
             outcome if isinstance(outcome, TenantSnapshot) else await self.publisher.stored(name)
         )
@@ -240,7 +241,9 @@ class Reconciler:
         published = await self.publisher.publish(replace(snapshot, enabled=False))
         if isinstance(published, HostTaken):  # the hosts went to another tenant meanwhile
             return
-        log.info("Tenant %s: disabled (snapshot version %d)", name, published.version)
+        released = await self.publisher.release(snapshot)  # its domain is free to take again
+        log.info("Tenant %s: disabled (snapshot version %d), %d hosts released",
+                 name, published.version, released)  # fmt: skip
 
     async def _write_status(
         self,

@@ -249,6 +249,10 @@ class EdgeProcess:
         try:
             taken = self.tenants.replace(snapshot)
         except TenantConflict as error:
+            holder = self.tenants.by_name(error.owner)
+            if holder is not None and not holder.enabled:  # deleted: its hosts pass on
+                self.tenants.remove(holder.name)
+                return self._serve(snapshot)
             log.error("tenant %s version %d not served: %s", snapshot.name, snapshot.version, error)
             return False
         if taken:

@@ -64,7 +64,11 @@ class ManifestFolderError(Exception):
 
 
 class TenantConflict(ValueError):
-    """A snapshot claims a host that another tenant already serves."""
+    """A snapshot claims a host that another tenant (``owner``) already serves."""
+
+    def __init__(self, message: str, owner: str = "") -> None:
+        super().__init__(message)
+        self.owner = owner
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +334,8 @@ class TenantDirectory:
             owner = self._by_host.get(host)
             if owner is not None and owner.name != snapshot.name:
                 raise TenantConflict(
-                    f"host {host!r} of tenant {snapshot.name!r} is served by {owner.name!r}"
+                    f"host {host!r} of tenant {snapshot.name!r} is served by {owner.name!r}",
+                    owner.name,
                 )
         self._forget(current)
         self._by_name[snapshot.name] = snapshot
