@@ -206,3 +206,23 @@ async def test_a_notice_from_a_relay_reaches_the_handler_and_a_stray_reply_does_
         assert notices == [Notice(TIMEOUT, "c9")]
     finally:
         await client.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_relay_named_by_host_is_every_address_it_resolves_to(fakes: Start) -> None:
+    """A headless Service names every relay pod: each address is a relay on the ring, and
+    the call's relay is named by its address, as every edge process names it."""
+    relay = await fakes(FakeRelay(rewriting))
+    named = RelayAddress("localhost", relay.address.port)
+    client = MediaRelays([named, RelayAddress("192.0.2.7", 2223)], FAST, ping_interval_s=3600)
+    await client.client.open()
+    try:
+        await client.expand()
+        assert set(client.pool.relays) == {relay.address, RelayAddress("192.0.2.7", 2223)}
+        client.pool.mark(RelayAddress("192.0.2.7", 2223), up=False)
+        chosen, _ = await client.offer(Offer(call_id="c1", from_tag="a", sdp=SDP))
+        assert chosen == relay.address  # 127.0.0.1: what localhost resolves to
+        await client.expand()  # the same addresses: the pool and what it knows stay
+        assert not client.pool.is_up(RelayAddress("192.0.2.7", 2223))
+    finally:
+        client.client.close()

@@ -124,3 +124,9 @@ class RelayPool:
 
     def up(self) -> Iterable[RelayAddress]:
         return (relay for relay in self.relays if relay not in self._down)
+
+    def with_relays(self, relays: Sequence[RelayAddress]) -> RelayPool:
+        """The pool over ``relays`` instead, keeping what is known of those it had."""
+        pool = RelayPool(relays)
+        pool._down = {relay for relay in self._down if relay in set(relays)}
+        return pool

@@ -164,6 +164,8 @@ class MediaRelays:
         retransmission: Retransmission | None = None,
         ping_interval_s: float = 10.0,
     ) -> None:
+        #: As configured; a name stands for every address it resolves to (:meth:`expand`).
+        self.configured = tuple(relays)
         self.pool = RelayPool(relays)
         self.client = NgClient(retransmission or Retransmission())
         self.ping_interval_s = ping_interval_s
@@ -177,7 +179,38 @@ class MediaRelays:
 
     async def start(self) -> None:
         await self.client.open(self._family)
+        await self.expand()
         self._pinger = asyncio.create_task(self._ping_forever())
+
+    async def expand(self) -> None:
+        """A relay given by name (a headless Service: one address per relay pod) is every
+        address the name resolves to, each a relay of its own on the ring, so calls spread
+        over all relay pods and every edge process names a call's relay alike (its
+        address). Looked up again before each round of pings: pods come and go. A name
+        that does not resolve stays as it is (its pings fail: it is down)."""
+        expanded: list[RelayAddress] = []
+        loop = asyncio.get_running_loop()
+        for relay in self.configured:
+            try:
+                ipaddress.ip_address(relay.host)
+            except ValueError:
+                pass
+            else:
+                expanded.append(relay)
+                continue
+            try:
+                infos = await loop.getaddrinfo(
+                    relay.host, relay.port, family=self._family, type=socket.SOCK_DGRAM
+                )
+            except OSError as err:
+                log.warning("media relay %s does not resolve: %s", relay, err)
+                expanded.append(relay)
+                continue
+            addresses = sorted({str(info[4][0]) for info in infos})
+            expanded.extend(RelayAddress(address, relay.port) for address in addresses)
+        if set(expanded) != set(self.pool.relays):
+            log.info("media relays: %s", ", ".join(str(relay) for relay in expanded))
+            self.pool = self.pool.with_relays(expanded)
 
     async def stop(self) -> None:
         if self._pinger is not None:
@@ -236,6 +269,7 @@ class MediaRelays:
     # -- health --------------------------------------------------------------------------
     async def _ping_forever(self) -> None:
         while True:
+            await self.expand()
             await self.ping_all()
             await asyncio.sleep(self.ping_interval_s)
 
