@@ -188,12 +188,13 @@ class Lab:
         return asyncio.run(run())
 
     def wait_for(self, what: str, probe: Callable[[], T | None], timeout_s: float = 15) -> T:
-        """Polls ``probe`` until it gives something (the operator works in its own
-        process: there is nothing to await), failing with the operator's log."""
+        """Polls ``probe`` until it gives something (not None, False or empty: the
+        operator works in its own process, there is nothing to await), failing with the
+        operator's log."""
         deadline = time.monotonic() + timeout_s
         while True:
             found = probe()
-            if found is not None and found is not False:
+            if found:
                 return found
             if time.monotonic() > deadline:
                 raise AssertionError(
