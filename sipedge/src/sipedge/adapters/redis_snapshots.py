@@ -7,7 +7,8 @@ The operator stores each tenant's :class:`~contracts.snapshot.TenantSnapshot` JS
 :data:`contracts.keys.SNAPSHOT_CHANNEL` (:func:`contracts.keys.snapshot_notice`). An edge
 loads them all at start (:meth:`RedisSnapshots.load_all`), then follows the notices
 (:meth:`RedisSnapshots.follow`): each one names a tenant, whose snapshot is read and
-handed on. After a lost connection it subscribes again and reads every snapshot again,
+handed on; a failure of what follows it is logged and the next notice is followed. After
+a lost connection it subscribes again and reads every snapshot again,
 since notices sent meanwhile are gone (pub/sub keeps nothing). A snapshot that does not
 decode is logged with its path and skipped: the edge keeps what it served.
 """
@@ -64,7 +65,7 @@ class RedisSnapshots:
                         ready.set()
                     if resubscribed:  # notices sent while we were away are lost
                         for snapshot in await self.load_all():
-                            await self.on_snapshot(snapshot)
+                            await self._hand_on(snapshot)
                     resubscribed = True
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
@@ -86,7 +87,17 @@ class RedisSnapshots:
             log.info(
                 "tenant %s: notice of version %d, store holds %d", tenant, version, snapshot.version
             )
-        await self.on_snapshot(snapshot)
+        await self._hand_on(snapshot)
+
+    async def _hand_on(self, snapshot: TenantSnapshot) -> None:
+        """What follows a snapshot (ending a disabled tenant's calls, provisioning its
+        account) may fail on a store of its own: logged, and the notices after it are
+        still followed."""
+        try:
+            await self.on_snapshot(snapshot)
+        except Exception:
+            name, version = snapshot.name, snapshot.version
+            log.exception("tenant %s version %d: what follows it failed", name, version)
 
 
 def _decoded(tenant: str, record: bytes | str | None) -> TenantSnapshot | None:
