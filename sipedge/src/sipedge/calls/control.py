@@ -1101,11 +1101,16 @@ class CallControl:
 
     async def _cut_off(self, tenant: str, call_id: str) -> None:
         call = await self.dialogs.get(tenant, call_id)
+        while call is not None and (early_s := call.cutoff_at - self.edge.wall()) > 0:
+            if early_s > 0.05:
+                self._arm_cutoff(call)  # extended meanwhile (more credit)
+                return
+            # The timer ran a little early (the loop's clock resolution, or the wall
+            # clock against the loop's): the caller paid until the limit, so wait it out.
+            await asyncio.sleep(early_s + 0.001)
+            call = await self.dialogs.get(tenant, call_id)
         if call is None:
             return  # ended before its limit
-        if call.cutoff_at > self.edge.wall() + 0.05:
-            self._arm_cutoff(call)  # extended meanwhile (more credit)
-            return
         log.info("call cut off at its limit call-id=%s", call_id)
         await self._hang_up(call, Disposition.CUT_OFF if call.billed_at_ms else None)
 
