@@ -181,6 +181,13 @@ def test_defaults() -> None:
     assert snapshot.enabled is True
 
 
+def test_the_billing_key_is_the_tenants_uid_when_it_has_one_else_its_name() -> None:
+    """A Tenant deleted and created again under its name is a new account."""
+    assert TenantSnapshot(name="t", domain="t.example").billing_id == "t"
+    keyed = TenantSnapshot(name="t", uid="0b6e-uid", domain="t.example")
+    assert keyed.billing_id == "0b6e-uid"
+
+
 # --- lookups -----------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ import os
 import secrets
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,11 +82,19 @@ def postgres_admin(sql: str) -> None:
     asyncio.run(run())
 
 
-def prepaid_tenant(name: str, domain: str, billing: str = BILLING) -> Callable[[Path], None]:
+def prepaid_tenant(
+    name: str, domain: str, billing: str = BILLING, *, uid: str = ""
+) -> Callable[[Path], None]:
+    """The tenant's manifest; with ``uid`` (as a cluster's Tenant has) it is billed under
+    that, not its name."""
+
     def write(folder: Path) -> None:
         write_tenant(folder, name, domain)
         path = folder / f"{name}.yaml"
-        path.write_text(path.read_text().replace("  limits:", billing + "  limits:"))
+        text = path.read_text().replace("  limits:", billing + "  limits:")
+        if uid:
+            text = text.replace(f"  name: {name}\nspec:", f"  name: {name}\n  uid: {uid}\nspec:")
+        path.write_text(text)
 
     return write
 
@@ -302,23 +311,26 @@ def test_an_edge_killed_mid_call_leaves_exactly_one_cdr_written_by_another(
     """kill -9 of the edge that carries a call: nothing settles it there; its reservation
     expires (no more extensions), and the other edge's recovery writes the leg's one CDR
     (and the callee's), charged up to the last activity plus the grace, never beyond what
-    was reserved, then ends the call, which would otherwise run on: BYE to both phones."""
+    was reserved, then ends the call, which would otherwise run on: BYE to both phones.
+    The tenant is a cluster's, billed under its Tenant's UID: the recovered CDR names the
+    UID, and the survivor finds the call (stored by the tenant's name) all the same."""
     name = f"pre{secrets.token_hex(3)}"
     domain = f"{name}.pbx.test"
     url = billing_url
     args = ["--billing", url, "--credit-slice", "2"]
-    shared = {"manifest": prepaid_tenant(name, domain), "tenant": name, "domain": domain}
+    uid = str(uuid.uuid4())
+    shared = {"manifest": prepaid_tenant(name, domain, uid=uid), "tenant": name, "domain": domain}
     doomed = edge_factory(redis=True, extra_args=args, **shared)
     survivor = edge_factory(redis=True, extra_args=args, **shared)
     money = FEE_MICROS + 600 * PER_SECOND_MICROS
-    top_up(url, name, money)
+    top_up(url, uid, money)
     with phones(domain, doomed.port) as (caller, callee):
         answered_call(doomed, caller, callee)
         time.sleep(3)  # a few slices extended
         doomed.process.kill()
         doomed.process.wait(5)
         killed_at_ms = int(time.time() * 1000)
-        every_leg, balance = cdrs_and_balance_within(url, name, 2, timeout_s=60)
+        every_leg, balance = cdrs_and_balance_within(url, uid, 2, timeout_s=60)
         (cdr,), (_callee,) = by_leg(every_leg)
         # The call still ran (nobody hung up): the edge that recovered it ends it.
         for phone in (caller, callee):
@@ -335,7 +347,7 @@ def test_an_edge_killed_mid_call_leaves_exactly_one_cdr_written_by_another(
     assert balance == money - cdr.amount_micros
     # Later recoveries (every edge, every 10 s) find nothing more to settle.
     time.sleep(11)
-    cdrs, again = cdrs_and_balance_within(url, name, 3, timeout_s=0)
+    cdrs, again = cdrs_and_balance_within(url, uid, 3, timeout_s=0)
     assert (len(cdrs), again) == (2, balance)
 
 

@@ -106,12 +106,11 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
     assert by_number["1002"]["ha1_md5"] == ha1("1002", lab.domain, generated["1002"])
     assert snapshot["trunk_passwords"] == {"carrier": "carrier-secret"}
     assert lab.redis.hget(domain_index_key(), lab.domain) == lab.tenant.encode()
+    uid = tenant["metadata"]["uid"]  # the account is keyed by the Tenant's UID
     assert [tuple(r) for r in lab.query("SELECT tenant, plan, currency FROM tenants")] == [
-        (lab.tenant, "prepaid", "EUR")
+        (uid, "prepaid", "EUR")
     ]
-    assert [tuple(r) for r in lab.query("SELECT tenant, account FROM accounts")] == [
-        (lab.tenant, "main")
-    ]
+    assert [tuple(r) for r in lab.query("SELECT tenant, account FROM accounts")] == [(uid, "main")]
 
     # an update of the Tenant publishes a new version, with a notice to the edges
     notices = lab.redis.pubsub()  # type: ignore[no-untyped-call]
@@ -154,7 +153,7 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
     assert (lab.snapshot() or {})["dial_plan_manifests"] == []
 
     # deletion: the finalizer publishes the tenant disabled; its CDRs and ledger stay
-    asyncio.run(write_cdr(lab))
+    asyncio.run(write_cdr(lab, uid))
     lab.kubectl("delete", "tenant", lab.tenant, "--timeout=20s")
     assert lab.get("tenants", lab.tenant) is None
     disabled = lab.snapshot()
@@ -162,9 +161,22 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
     assert (disabled["enabled"], disabled["version"]) == (False, 5)
     assert lab.redis.hget(domain_index_key(), lab.domain) is None  # its domain is free again
     assert next_notice(notices, skip=2) == snapshot_notice(lab.tenant, 5)
-    assert len(lab.query("SELECT * FROM cdrs WHERE tenant = $1", lab.tenant)) == 1
-    assert len(lab.query("SELECT * FROM accounts WHERE tenant = $1", lab.tenant)) == 1
+    assert len(lab.query("SELECT * FROM cdrs WHERE tenant = $1", uid)) == 1
+    assert len(lab.query("SELECT * FROM accounts WHERE tenant = $1", uid)) == 1
     assert lab.get("secrets", f"{lab.tenant}-sip-credentials") is None  # owned: collected
+
+    # a new Tenant under the same name is a new object: a new account, the old one's
+    # CDRs and ledger left where they were
+    lab.apply(tenant_yaml(lab))
+    lab.wait_for("the new Tenant Ready", lambda: lab.ready(1))
+    new_uid = (lab.get("tenants", lab.tenant) or {})["metadata"]["uid"]
+    assert new_uid != uid
+    assert (lab.snapshot() or {})["uid"] == new_uid
+    assert sorted(tuple(r) for r in lab.query("SELECT tenant, account FROM accounts")) == sorted(
+        [(uid, "main"), (new_uid, "main")]
+    )
+    assert len(lab.query("SELECT * FROM cdrs WHERE tenant = $1", uid)) == 1
+    assert lab.query("SELECT * FROM cdrs WHERE tenant = $1", new_uid) == []
     notices.close()
 
 
@@ -180,10 +192,10 @@ def next_notice(pubsub: Any, skip: int = 0) -> str:
     raise AssertionError("no snapshot notice")
 
 
-async def write_cdr(lab: Lab) -> None:
+async def write_cdr(lab: Lab, account: str) -> None:
     store = await open_store(lab.billing_url, pool_size=1)
     try:
-        end = LegEnd(lab.tenant, "main", "call-1@test", "a", "1001", "1002",
+        end = LegEnd(account, "main", "call-1@test", "a", "1001", "1002",
                      Disposition.NO_ANSWER, 1_000, None, 5_000)  # fmt: skip
         await store.settle(end, now_ms=5_000)
     finally:

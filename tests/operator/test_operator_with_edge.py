@@ -66,7 +66,13 @@ def edge(lab: Lab) -> Iterator[EdgeProc]:
     lab.operator.start()
     lab.apply(tenant_yaml(lab))
     lab.wait_for("Ready for generation 1", lambda: lab.ready(1))
-    running = start_edge(lab.tmp_path, snapshots=True, tenant=lab.tenant, domain=lab.domain)
+    running = start_edge(
+        lab.tmp_path,
+        snapshots=True,
+        tenant=lab.tenant,
+        domain=lab.domain,
+        extra_args=["--billing", lab.billing_url],  # the operator's Postgres schema
+    )
     try:
         yield running
     finally:
@@ -113,6 +119,15 @@ def test_a_phone_with_generated_credentials_registers_and_calls(lab: Lab, edge: 
         assert called.ok, called.describe()
         answered = callee.wait(timeout_s=15)
     assert answered.ok, answered.describe()
+    # the call is recorded on the account the operator provisioned: the Tenant's UID's
+    uid = (lab.get("tenants", lab.tenant) or {})["metadata"]["uid"]
+
+    def both_legs() -> list[Any] | None:
+        rows = lab.query("SELECT leg, caller, callee FROM cdrs WHERE tenant = $1", uid)
+        return rows if len(rows) == 2 else None
+
+    legs = lab.wait_for("both legs' CDRs", both_legs)
+    assert sorted(tuple(r) for r in legs) == [("A", "1002", "1001"), ("B", "1002", "1001")]
 
 
 def test_an_update_reaches_the_running_edge_and_a_deletion_ends_the_tenant(

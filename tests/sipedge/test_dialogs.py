@@ -317,6 +317,17 @@ def test_an_anchored_call_carries_its_relay_and_others_do_not() -> None:
     assert '"relay"' not in a_call().to_json()
 
 
+def test_a_call_of_a_tenant_keyed_by_uid_is_charged_under_it_and_others_under_their_name() -> None:
+    """A cluster's tenant is billed under its Tenant's UID: any edge process that ends
+    the call must settle it on that account, so the record carries it."""
+    keyed = replace(a_call(), account="7c0e5c1e-1b1f-4a55-9b4e-2f3a1c9d8e01")
+    assert '"account":"7c0e5c1e-1b1f-4a55-9b4e-2f3a1c9d8e01"' in keyed.to_json()
+    assert Call.from_json(keyed.to_json()) == keyed
+    assert keyed.billing_id == "7c0e5c1e-1b1f-4a55-9b4e-2f3a1c9d8e01"
+    assert a_call().billing_id == a_call().tenant
+    assert '"account"' not in a_call().to_json()
+
+
 def test_a_call_owing_an_ack_carries_the_leg_and_others_do_not() -> None:
     """A late offer (the offer in the callee's 2xx) leaves the B leg's ACK owed until the
     caller's ACK brings the answer: any edge process may get that ACK, so it is stored."""

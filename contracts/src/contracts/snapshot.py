@@ -422,6 +422,15 @@ class TenantSnapshot:
         object.__setattr__(self, "_by_number", self._checked_extensions())
         self._compile_trunks_and_plans()
 
+    @property
+    def billing_id(self) -> str:
+        """The tenant's key in the billing store (its account, rates, CDRs and ledger):
+        the Tenant's UID when it has one (a cluster's), else its name (embedded
+        manifests). A Tenant deleted and created again under the same name is a new
+        object with a new UID, so it starts with a new account, and the deleted one's
+        CDRs and ledger stay where they were, under the old UID."""
+        return self.uid or self.name
+
     def _checked_hosts(self) -> frozenset[str]:
         hosts = {_host(self.domain, "domain")}
         for index, alias in enumerate(_tuple_of(self.aliases, "aliases", str, "a string")):

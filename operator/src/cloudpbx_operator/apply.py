@@ -167,12 +167,13 @@ def _text(value: object) -> str:
 
 
 async def provision(store: BillingStore, snapshot: TenantSnapshot) -> str | None:
-    """The tenant and its main account in the billing store; the refusal's text when the
+    """The tenant and its main account in the billing store, keyed by the Tenant's UID
+    (:attr:`~contracts.snapshot.TenantSnapshot.billing_id`); the refusal's text when the
     store cannot take the change (a tenant's currency never changes)."""
     billing = snapshot.billing
     try:
-        await store.upsert_tenant(snapshot.name, plan=billing.plan, currency=billing.currency)
-        await store.create_account(snapshot.name, MAIN_ACCOUNT)
+        await store.upsert_tenant(snapshot.billing_id, plan=billing.plan, currency=billing.currency)
+        await store.create_account(snapshot.billing_id, MAIN_ACCOUNT)
     except InvalidRequest as exc:
         return str(exc)
     return None

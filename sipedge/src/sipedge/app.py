@@ -94,6 +94,9 @@ class EdgeProcess:
         self.metrics = Metrics()
         folder = config.manifests
         self.tenants = TenantDirectory(load_manifest_folder(folder) if folder else ())
+        #: Billing key (a Tenant's UID) → tenant name, of every snapshot seen, served
+        #: here or not: recovery settles any tenant's calls and then ends them.
+        self._names: dict[str, str] = {}
         self.redis: Redis | None = None
         self.pipe: RedisPipe | None = None
         location: LocationStore
@@ -205,9 +208,9 @@ class EdgeProcess:
     async def _provision_accounts(self, store: BillingStore) -> None:
         for tenant in self.tenants:
             await store.upsert_tenant(
-                tenant.name, plan=tenant.billing.plan, currency=tenant.billing.currency
+                tenant.billing_id, plan=tenant.billing.plan, currency=tenant.billing.currency
             )
-            await store.create_account(tenant.name, ACCOUNT)
+            await store.create_account(tenant.billing_id, ACCOUNT)
 
     async def _recover(self, credit: Credit) -> None:
         """Settle the legs whose edge died (:mod:`sipedge.calls.credit`), every edge
@@ -221,9 +224,13 @@ class EdgeProcess:
                 continue
             if recovered:
                 log.info("settled %d call legs of edges that stopped", len(recovered))
+            names = {tenant.billing_id: tenant.name for tenant in self.tenants}
             for cdr in recovered:  # its edge is gone: nothing else would end it
+                # The CDR names the tenant by its billing key (a Tenant's UID); the
+                # calls are stored by tenant name. Any edge may end any tenant's call.
+                name = names.get(cdr.tenant) or self._names.get(cdr.tenant, cdr.tenant)
                 try:
-                    await self.calls.end_recovered(cdr.tenant, cdr.call_id)
+                    await self.calls.end_recovered(name, cdr.call_id)
                 except Exception:
                     log.exception("recovered call-id=%s not ended", cdr.call_id)
 
@@ -243,6 +250,7 @@ class EdgeProcess:
     def _serve(self, snapshot: TenantSnapshot) -> bool:
         """Serve ``snapshot`` if it is newer than what is served (and, on an edge
         dedicated to some tenants, one of theirs); False if not taken."""
+        self._names[snapshot.billing_id] = snapshot.name
         only = self.config.only_tenants
         if only and snapshot.name not in only:
             return False

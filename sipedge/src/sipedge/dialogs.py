@@ -80,6 +80,15 @@ class Call:
     #: The trunks (names) whose channels the call holds: the one it came in by, the one
     #: it went out through (sipedge.quotas, ``trunk=``), freed when it ends.
     channels: tuple[str, ...] = ()
+    #: The tenant's identity in the billing store when it is not its name: its Tenant's
+    #: UID (:attr:`contracts.snapshot.TenantSnapshot.billing_id`), kept with the call so
+    #: that it is settled on the account it was opened on.
+    account: str = ""
+
+    @property
+    def billing_id(self) -> str:
+        """The tenant's key in the billing store, which the call is charged under."""
+        return self.account or self.tenant
 
     def leg_of(self, call_id: str) -> tuple[Leg, Leg] | None:
         """(this leg, the other leg) for a request in dialog ``call_id``."""
@@ -118,6 +127,8 @@ class Call:
             fields["billed_leg"] = self.billed_leg
         if self.channels:
             fields["channels"] = list(self.channels)
+        if self.account:
+            fields["account"] = self.account
         return _JSON.encode(fields)
 
     @classmethod

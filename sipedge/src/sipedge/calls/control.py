@@ -506,7 +506,7 @@ class CallControl:
         now_ms = _ms(self.edge.wall())
         billed = Billed(None, now_ms, caller.number, dialled, cseq=invite.cseq.number)
         work = self.credit.settle(
-            tenant.name,
+            tenant.billing_id,
             invite.call_id,
             billed,
             _disposition(status),
@@ -539,7 +539,11 @@ class CallControl:
             rate, now_ms, caller.number, callee_number, invoiced, cseq=setup.a_invite.cseq.number
         )
         opened = await self.credit.open(
-            tenant.name, setup.a_invite.call_id, setup.billed, tenant.limits.ring_timeout_s, now_ms
+            tenant.billing_id,
+            setup.a_invite.call_id,
+            setup.billed,
+            tenant.limits.ring_timeout_s,
+            now_ms,
         )
         if isinstance(opened, Refused):
             self._refuse(setup, opened.status, opened.reason)
@@ -602,7 +606,7 @@ class CallControl:
                 caller_leg=call.billed_leg or CALLER_LEG,
             )
             work = self.credit.settle(
-                call.tenant,
+                call.billing_id,
                 call.a.call_id,
                 billed,
                 disposition or Disposition.ANSWERED,
@@ -749,6 +753,7 @@ class CallControl:
                 billed_at_ms=setup.billed.setup_ms if setup.billed is not None else 0,
                 billed_leg=_billed_leg(setup.billed),
                 channels=tuple(setup.channels),
+                account=setup.tenant.uid,
             ),
             response,
             now,
@@ -834,7 +839,7 @@ class CallControl:
         assert billed.rate is not None
         answered_ms = _ms(call.answered_at)
         total_s = await self.credit.extend(
-            call.tenant,
+            call.billing_id,
             call.a.call_id,
             billed.rate,
             answered_ms,
@@ -863,7 +868,12 @@ class CallControl:
         now = self.edge.wall()
         answered_ms = _ms(call.answered_at)
         total_s = await self.credit.extend(
-            tenant, call_id, rate, answered_ms, _ms(now), caller_leg=call.billed_leg or CALLER_LEG
+            call.billing_id,
+            call_id,
+            rate,
+            answered_ms,
+            _ms(now),
+            caller_leg=call.billed_leg or CALLER_LEG,
         )
         if total_s is None:
             return  # prepaid: no more money, the cut-off stands
@@ -980,7 +990,7 @@ class CallControl:
         if setup.billed is not None and self.credit is not None:
             end_ms = _ms(self.edge.wall())
             work = self.credit.settle(
-                setup.tenant.name,
+                setup.tenant.billing_id,
                 setup.a_invite.call_id,
                 setup.billed,
                 _disposition(setup.final_status),
