@@ -151,6 +151,20 @@ class ScriptedPhone:
         assert responses[1].status == 200
         return responses[1]
 
+    def register_status(self, edge_port: int) -> int:
+        """The status a REGISTER ends with, answering one challenge: 200 when the edge
+        takes the phone, else its refusal (a wrong password's, a disabled tenant's)."""
+        call_id = secrets.token_hex(6)
+        aor = f"<sip:{self.user}@{self.domain}>"
+        first = self.request("REGISTER", f"sip:{self.domain}", aor, call_id, 1)
+        self.send(first, edge_port)
+        challenge = self.final()
+        if challenge.status != 401:
+            return challenge.status
+        second = self.request("REGISTER", f"sip:{self.domain}", aor, call_id, 2)
+        self.send(self.with_auth(second, challenge), edge_port)
+        return self.final().status
+
     def answer(
         self, request: Request, status: int, reason: str, port: int, body: bytes = b""
     ) -> Response:
