@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import textwrap
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +319,51 @@ def test_with_a_platform_it_runs_the_relay_and_the_shared_edge_pool(lab: Lab) ->
     again = lab.get_workload("deployments", "r1-edge") or {}
     assert again["metadata"]["resourceVersion"] == edge["metadata"]["resourceVersion"]
     assert again["metadata"]["annotations"]["cloudpbx.io/applied"] == written
+
+
+def test_a_tenant_name_taken_in_another_namespace_is_refused_and_its_deletion_harmless(
+    lab: Lab,
+) -> None:
+    """Redis keys, dedicated edges and trunk reports go by tenant name, so a name is the
+    platform's, not a namespace's: a second Tenant of that name elsewhere is refused (it
+    would have replaced the first one's snapshot), sees none of the first one's trunk
+    state, and its deletion does not disable the first one."""
+    del lab.operator.env["CLOUDPBX_NAMESPACE"]  # every namespace watched
+    lab.operator.start()
+    lab.apply(tenant_yaml(lab) + "---\n" + trunk_yaml(lab))
+    lab.wait_for("the owner Ready", lambda: lab.ready(1))
+    owner = lab.snapshot() or {}
+    other = f"o{uuid.uuid4().hex[:8]}"
+    duplicate = tenant_yaml(lab).replace(lab.domain, f"x.{lab.domain}")
+    lab.kubectl("apply", "--validate=false", "-n", other, "-f", "-", stdin=duplicate)
+    lab.kubectl("apply", "--validate=false", "-n", other, "-f", "-", stdin=trunk_yaml(lab))
+
+    def refused() -> dict[str, Any] | None:
+        status = (lab.get("tenants", lab.tenant, other) or {}).get("status") or {}
+        ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+        return ready[0] if ready and ready[0]["reason"] == "NameConflict" else None
+
+    ready = lab.wait_for("the duplicate refused", refused)
+    assert ready["status"] == "False"
+    assert owner["uid"] in ready["message"]
+    assert lab.snapshot() == owner  # untouched: same version, same domain
+
+    def trunk_status(namespace: str) -> dict[str, Any]:
+        trunk = lab.get("trunks", "carrier", namespace) or {}
+        return dict(trunk.get("status") or {})
+
+    lab.wait_for("the duplicate Trunk's status", lambda: trunk_status(other).get("conditions"))
+    report = TrunkStatus("Registered", 200, "OK", 0, "edge-0/7", 1_790_000_000.0)
+    lab.redis.set(trunk_status_key(lab.tenant, "carrier"), report.to_json())
+    lab.wait_for(
+        "the owner's Trunk registered", lambda: trunk_status(lab.namespace)["registration"]
+    )
+    time.sleep(1.5)  # three more of the duplicate Trunk's status rounds (every 0.5 s)
+    shown = trunk_status(other)
+    assert (shown["registration"], shown["conditions"][0]["status"]) == ({}, "Unknown")
+    lab.redis.delete(trunk_status_key(lab.tenant, "carrier"))
+
+    lab.kubectl("delete", "tenant", lab.tenant, "-n", other, "--timeout=20s")
+    assert lab.get("tenants", lab.tenant, other) is None  # its finalizer ran
+    assert lab.snapshot() == owner  # still enabled, still the owner's
+    assert lab.redis.hget(domain_index_key(), lab.domain) == lab.tenant.encode()

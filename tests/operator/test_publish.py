@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from cloudpbx_operator.apply import HostTaken, Published, Publisher, publish_text
+from cloudpbx_operator.apply import HostTaken, NameTaken, Published, Publisher, publish_text
 from contracts.keys import SNAPSHOT_CHANNEL, domain_index_key, snapshot_key, snapshot_notice
 from contracts.snapshot import TenantSnapshot
 
@@ -90,6 +90,30 @@ async def test_a_host_of_another_tenant_is_refused_and_nothing_is_written(
     assert taken == HostTaken(f"{owner}.example", owner)
     assert await redis.get(snapshot_key(intruder)) is None
     assert await redis.hget(domain_index_key(), f"{owner}.example") == owner.encode()
+
+
+@pytest.mark.asyncio
+async def test_a_name_is_one_tenants_until_it_is_deleted(redis: Redis, names: list[str]) -> None:
+    """Keys go by name and names by Tenant (UID): a Tenant of the same name elsewhere is
+    refused, whether it comes enabled or disabled (its deletion); once the owner is
+    deleted (disabled), a new Tenant takes the name over."""
+    name = names[0]
+    publisher = Publisher(redis)
+    owner = replace(tenant(name), uid="uid-owner")
+    assert await publisher.publish(owner) == Published(1, changed=True)
+    stored = await redis.get(snapshot_key(name))
+    other = replace(tenant(name, f"a.{name}.example"), uid="uid-other")
+    assert await publisher.publish(other) == NameTaken("uid-owner")
+    assert await publisher.publish(replace(other, enabled=False)) == NameTaken("uid-owner")
+    assert await redis.get(snapshot_key(name)) == stored
+    assert await redis.hget(domain_index_key(), f"a.{name}.example") is None
+    assert await publisher.stored_uid(name) == "uid-owner"
+
+    assert await publisher.publish(replace(owner, enabled=False)) == Published(2, changed=True)
+    assert await publisher.publish(replace(other, enabled=False)) == NameTaken("uid-owner")
+    assert await publisher.publish(other) == Published(3, changed=True)
+    assert await publisher.stored_uid(name) == "uid-other"
+    assert await publisher.publish(replace(owner, enabled=False)) == NameTaken("uid-other")
 
 
 @pytest.mark.asyncio

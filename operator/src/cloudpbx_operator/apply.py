@@ -7,12 +7,17 @@ is atomic and safe with several operators at once:
 
 1. read the stored snapshot; when its content (the JSON without ``version``) is the new
    content, stop: same version, no notice;
-2. refuse (change nothing) when a host of the tenant is in the domain index for another
+2. refuse (change nothing) when the stored snapshot is another Tenant's (another UID:
+   tenant names are unique across namespaces, and Redis keys go by name) and that one
+   is not deleted (disabled), or when this one comes disabled (a duplicate's deletion
+   must not disable the Tenant that owns the name); a Tenant created again under a
+   deleted one's name takes the name over;
+3. refuse (change nothing) when a host of the tenant is in the domain index for another
    tenant;
-3. store the new JSON with ``version`` = stored version + 1 (1 when none);
-4. point each host of the tenant at it in the domain index, and drop the hosts the stored
+4. store the new JSON with ``version`` = stored version + 1 (1 when none);
+5. point each host of the tenant at it in the domain index, and drop the hosts the stored
    snapshot had and the new one has not;
-5. PUBLISH ``snapshot_notice(tenant, version)`` on ``SNAPSHOT_CHANNEL``.
+6. PUBLISH ``snapshot_notice(tenant, version)`` on ``SNAPSHOT_CHANNEL``.
 
 A deleted tenant is published disabled (the edges end its calls, drop its phones and its
 trunks), then its hosts are released from the domain index (:meth:`Publisher.release`),
@@ -31,6 +36,7 @@ removed here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,8 +52,9 @@ _VERSION_TAIL = ',"version":1}'
 
 PUBLISH_SCRIPT = """
 local stored = redis.call('GET', KEYS[1])
-local head, tenant = ARGV[1], ARGV[2]
+local head, tenant, uid, enabled = ARGV[1], ARGV[2], ARGV[5], ARGV[6] == '1'
 local version = 0
+local old = nil
 if stored then
   local digits = string.match(stored, ',"version":(%d+)}$')
   if digits then
@@ -56,8 +63,14 @@ if stored then
       return {0, version}
     end
   end
+  local ok, decoded = pcall(cjson.decode, stored)
+  if ok and type(decoded) == 'table' then old = decoded end
 end
-for i = 5, #ARGV do
+if old and type(old['uid']) == 'string' and old['uid'] ~= '' and uid ~= ''
+    and old['uid'] ~= uid and (old['enabled'] ~= false or not enabled) then
+  return {-2, old['uid']}
+end
+for i = 7, #ARGV do
   local owner = redis.call('HGET', KEYS[2], ARGV[i])
   if owner and owner ~= tenant then
     return {-1, ARGV[i], owner}
@@ -67,22 +80,19 @@ version = version + 1
 local text = string.format('%s%d}', head, version)
 redis.call('SET', KEYS[1], text)
 local keep = {}
-for i = 5, #ARGV do
+for i = 7, #ARGV do
   keep[ARGV[i]] = true
   redis.call('HSET', KEYS[2], ARGV[i], tenant)
 end
-if stored then
-  local ok, old = pcall(cjson.decode, stored)
-  if ok and type(old) == 'table' then
-    local hosts = {old['domain']}
-    if type(old['aliases']) == 'table' then
-      for _, alias in ipairs(old['aliases']) do hosts[#hosts + 1] = alias end
-    end
-    for _, host in ipairs(hosts) do
-      if type(host) == 'string' and not keep[host]
-          and redis.call('HGET', KEYS[2], host) == tenant then
-        redis.call('HDEL', KEYS[2], host)
-      end
+if old then
+  local hosts = {old['domain']}
+  if type(old['aliases']) == 'table' then
+    for _, alias in ipairs(old['aliases']) do hosts[#hosts + 1] = alias end
+  end
+  for _, host in ipairs(hosts) do
+    if type(host) == 'string' and not keep[host]
+        and redis.call('HGET', KEYS[2], host) == tenant then
+      redis.call('HDEL', KEYS[2], host)
     end
   end
 end
@@ -120,6 +130,14 @@ class HostTaken:
     owner: str
 
 
+@dataclass(frozen=True, slots=True)
+class NameTaken:
+    """The tenant's name is served for another Tenant (``owner``: its UID), one in
+    another namespace: nothing was written."""
+
+    owner: str
+
+
 def publish_text(snapshot: TenantSnapshot) -> str:
     """The snapshot's canonical JSON up to its version's digits (see the module doc)."""
     text = replace(snapshot, version=1).to_json()
@@ -136,11 +154,20 @@ class Publisher:
         self._script = redis.register_script(PUBLISH_SCRIPT)
         self._release = redis.register_script(RELEASE_SCRIPT)
 
-    async def publish(self, snapshot: TenantSnapshot) -> Published | HostTaken:
+    async def publish(self, snapshot: TenantSnapshot) -> Published | HostTaken | NameTaken:
         keys = [snapshot_key(snapshot.name), domain_index_key()]
-        args = [publish_text(snapshot), snapshot.name, escape(snapshot.name), SNAPSHOT_CHANNEL]
+        args = [
+            publish_text(snapshot),
+            snapshot.name,
+            escape(snapshot.name),
+            SNAPSHOT_CHANNEL,
+            snapshot.uid,
+            "1" if snapshot.enabled else "0",
+        ]
         reply: list[Any] = await self._script(keys=keys, args=[*args, *snapshot.hosts])
         outcome = int(reply[0])
+        if outcome == -2:
+            return NameTaken(_text(reply[1]))
         if outcome < 0:
             return HostTaken(_text(reply[1]), _text(reply[2]))
         return Published(int(reply[1]), outcome == 1)
@@ -150,6 +177,16 @@ class Publisher:
         the number released."""
         args = [snapshot.name, *snapshot.hosts]
         return int(await self._release(keys=[domain_index_key()], args=args))
+
+    async def stored_uid(self, tenant: str) -> str | None:
+        """The UID of the Tenant whose snapshot Redis holds under ``tenant`` (None when
+        none or unreadable), without compiling the whole snapshot."""
+        raw = await self.redis.get(snapshot_key(tenant))
+        try:
+            uid = json.loads(raw).get("uid", "") if raw is not None else None
+        except (ValueError, AttributeError):
+            return None
+        return uid if isinstance(uid, str) else None
 
     async def stored(self, tenant: str) -> TenantSnapshot | None:
         """The snapshot Redis holds for ``tenant`` (None when none or unreadable)."""

@@ -26,7 +26,7 @@ import kopf
 from redis.exceptions import RedisError
 
 from cloudpbx_operator import render, workloads
-from cloudpbx_operator.apply import HostTaken, Publisher, provision
+from cloudpbx_operator.apply import HostTaken, NameTaken, Publisher, provision
 from cloudpbx_operator.kube import ApiError, Kube, owner_reference
 from contracts.billing.store import BillingStore
 from contracts.keys import trunk_status_key
@@ -107,8 +107,8 @@ class Reconciler:
             return
         outcome = await self._render(namespace, body, generate=not deleting)
         if deleting:
-            await self._disable(name, outcome)
-            await self._dedicated_edge(name, wanted=False)
+            if await self._disable(name, body["metadata"].get("uid", ""), outcome):
+                await self._dedicated_edge(name, wanted=False)
         elif isinstance(outcome, render.Problem):
             log.warning("Tenant %s/%s cannot be served: %s", namespace, name, outcome.message)
             await self._refuse(namespace, body, outcome)
@@ -145,6 +145,14 @@ class Reconciler:
             f"account main ({billing.plan}, {billing.currency})",
         )
         published = await self.publisher.publish(snapshot)
+        if isinstance(published, NameTaken):
+            message = (
+                f"Tenant {name}: the name is served for another Tenant (uid {published.owner}),"
+                " in another namespace; a tenant's name is unique across the platform"
+            )
+            problem = render.Problem(render.NAME_CONFLICT, message)
+            await self._refuse(namespace, body, problem, provisioned)
+            return
         if isinstance(published, HostTaken):
             message = (
                 f"Tenant {name}: host {published.host!r} is served by tenant {published.owner!r}"
@@ -229,21 +237,29 @@ class Reconciler:
         log.info("Tenant %s/%s: generated SIP credentials for %d extension(s) in Secret %s",
                  namespace, body["metadata"]["name"], len(missing), secret)  # fmt: skip
 
-    async def _disable(self, name: str, outcome: TenantSnapshot | render.Problem) -> None:
+    async def _disable(self, name: str, uid: str, outcome: TenantSnapshot | render.Problem) -> bool:
         """Publish the tenant disabled (the edges end its calls and drop its registrations),
         then release its hosts; when its objects no longer compile, the stored snapshot
-        disabled."""
+        disabled. False when the name is served for another Tenant (``uid`` is not the
+        one published: this one was refused as a duplicate), which is left alone."""
         snapshot = (
             outcome if isinstance(outcome, TenantSnapshot) else await self.publisher.stored(name)
         )
         if snapshot is None:
-            return
+            return True
+        if snapshot.uid and uid and snapshot.uid != uid:
+            log.info("Tenant %s (uid %s) was never served: nothing to disable", name, uid)
+            return False
         published = await self.publisher.publish(replace(snapshot, enabled=False))
+        if isinstance(published, NameTaken):
+            log.info("Tenant %s (uid %s) was never served: nothing to disable", name, uid)
+            return False
         if isinstance(published, HostTaken):  # the hosts went to another tenant meanwhile
-            return
+            return True
         released = await self.publisher.release(snapshot)  # its domain is free to take again
         log.info("Tenant %s: disabled (snapshot version %d), %d hosts released",
                  name, published.version, released)  # fmt: skip
+        return True
 
     async def _write_status(
         self,
@@ -272,12 +288,22 @@ class Reconciler:
             return
         try:
             reported = await self.publisher.redis.get(trunk_status_key(tenant, name))
+            if reported is not None and not await self._serves(namespace, tenant):
+                reported = None  # the name's edges report for a Tenant in another namespace
         except STORE_ERRORS as exc:
             raise kopf.TemporaryError(f"Redis: {exc}", delay=RETRY_DELAY_S) from None
         status = render.trunk_status(body, reported, now=self.clock())
         current = body.get("status") or {}
         if render.without_times(render.merged(current, status)) != render.without_times(current):
             await self.kube.patch_status(namespace, "trunks", name, status)
+
+    async def _serves(self, namespace: str, tenant: str) -> bool:
+        """Whether the snapshot published under ``tenant`` is that of the Tenant of this
+        name in ``namespace`` (names are unique across namespaces; a duplicate is
+        refused, and must not see the owner's state)."""
+        body = await self.kube.get(namespace, "tenants", tenant)
+        uid = (body or {}).get("metadata", {}).get("uid")
+        return bool(uid) and await self.publisher.stored_uid(tenant) == uid
 
 
 async def _retrying(step: Awaitable[None]) -> None:

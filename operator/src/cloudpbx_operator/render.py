@@ -37,6 +37,7 @@ CREDENTIALS_SUFFIX = "-sip-credentials"
 #: Conditions' reasons (CamelCase, as Kubernetes spells them).
 INVALID_SPEC = "InvalidSpec"
 HOST_CONFLICT = "HostConflict"
+NAME_CONFLICT = "NameConflict"
 STORE_UNAVAILABLE = "StoreUnavailable"
 NAMESPACE_NOT_SERVED = "NamespaceNotServed"
 
