@@ -6,7 +6,8 @@ the PSTN, a scripted phone for the extension that dials out.
   the trunk; the provider's 407 is answered with the trunk's credentials (the next CSeq),
   the PSTN sees the rewritten number and the trunk's caller ID (From and
   P-Asserted-Identity), the call is answered and ends with the caller's BYE.
-* A first trunk that answers 503 gives way to the second, which completes the call.
+* A first trunk that answers 503 gives way to the second, which completes the call; one
+  that does not answer in time is CANCELled, and if it answers anyway it is hung up.
 * A trunk with all its channels taken is skipped: with one trunk, the caller gets 503.
 * A phone that pretends to be the provider from another port is challenged like any
   phone: only the trunk's address is trusted.
@@ -342,6 +343,66 @@ def test_a_trunk_that_does_not_answer_in_time_gives_way_to_the_next(
             caller.close()
         print(f"answered by the second trunk after {waited_s:.2f} s")  # noqa: T201 (pytest -s)
         assert [i.status for i in up.invites() if i.method == "INVITE"] == [407, None]
+
+
+def test_a_trunk_answering_after_it_was_given_up_is_hung_up_and_the_next_one_connects(
+    edge_factory: EdgeFactory,
+) -> None:
+    """noAnswerSeconds 1: the first trunk rings, is CANCELled, and answers anyway (its 200
+    crossed our CANCEL, RFC 3261 §9.1). That answer is ACKed and hung up at once: the
+    caller has moved on to the second trunk, and the first one's channel was given back.
+    The second trunk answers and the call is the caller's with it. (Scripted trunks: no
+    proxy in between could produce the crossing on demand.)"""
+    tenant = f"tr{secrets.token_hex(3)}"
+    late, next_one = (ScriptedPhone("pstn", "pstn.test", "unused") for _ in range(2))
+
+    def manifest(folder: Path) -> None:
+        write_tenant(folder, tenant, f"{tenant}.pbx.test")
+        documents = [
+            textwrap.dedent(f"""
+                apiVersion: cloudpbx.io/v1
+                kind: Trunk
+                metadata: {{name: {name}}}
+                spec:
+                  tenant: {tenant}
+                  host: 127.0.0.1
+                  port: {trunk.port}
+                  username: "4930555000"
+                  password: {{file: trunk.password}}
+                  register: {{enabled: false}}
+                  maxChannels: 1
+            """)
+            for name, trunk in (("carrier-a", late), ("carrier-b", next_one))
+        ]
+        documents.append(dial_plan(tenant, ["carrier-a", "carrier-b"], no_answer_s=1))
+        (folder / "trunks.yaml").write_text("---\n".join(documents), encoding="utf-8")
+        (folder / "trunk.password").write_text("secret\n", encoding="utf-8")
+
+    edge = edge_factory(manifest=manifest, tenant=tenant, domain=f"{tenant}.pbx.test")
+    caller = caller_phone(edge)
+    try:
+        invite = caller.invite(edge.port, "0301234567")
+        ringing = late.receive_request("INVITE")
+        late.answer(ringing, 180, "Ringing", edge.port)
+        late.answer(late.receive_request("CANCEL"), 200, "OK", edge.port)
+        late.answer(ringing, 200, "OK", edge.port, SDP)  # instead of 487
+        assert late.receive_request("ACK").call_id == ringing.call_id
+        bye = late.receive_request("BYE")
+        assert bye.call_id == ringing.call_id
+        late.answer(bye, 200, "OK", edge.port)
+
+        next_one.answer(next_one.receive_request("INVITE"), 200, "OK", edge.port, SDP)
+        ok = caller.final()
+        assert ok.status == 200
+        target, to = str(ok.contacts[0].uri), ok.headers.get("To") or ""  # type: ignore[index]
+        cseq = invite.cseq.number
+        caller.send(caller.request("ACK", target, to, invite.call_id, cseq), edge.port)
+        caller.send(caller.request("BYE", target, to, invite.call_id, cseq + 1), edge.port)
+        assert caller.final().status == 200
+        assert next_one.receive_request("BYE").method == "BYE"  # the call was the second's
+    finally:
+        for phone in (caller, late, next_one):
+            phone.close()
 
 
 def test_a_trunk_without_a_free_channel_is_not_used(

@@ -728,7 +728,10 @@ class CallControl:
         else:
             ack = self._send_ack(b_leg, template.local_cseq, answered.tenant)
             answered.acks[b_leg.remote_tag] = ack
-        if setup.finished:  # a second fork answered too late: hang it up (§13.2.2.4)
+        if setup.finished or fork.abandoned:
+            # A second fork answered too late (§13.2.2.4), or a trunk given up for not
+            # answering answered anyway, its 200 crossing our CANCEL (§9.1): the caller
+            # is another's now and the trunk's channel was given back, so hang it up.
             self._send_bye(b_leg, setup.tenant.name)
             return
         setup.answered = setup.finished = True
