@@ -62,8 +62,10 @@ def test_every_field() -> None:
         "dids": ["+4930555100", "4930555101"],
         "maxChannels": 10,
         "codecs": ["pcma", "PCMU", "telephone-event"],
+        "inboundSources": ["198.51.100.0/24", "203.0.113.10", "2001:DB8::/48"],
     }
     trunk = compile_trunk(manifest(**spec), tenant="acme")
+    assert trunk.inbound_sources == ("198.51.100.0/24", "203.0.113.10/32", "2001:db8::/48")
     assert trunk.registrar == "sip:203.0.113.9:5080;transport=tcp"
     assert trunk.aor == "sip:4930555@carrier.example"  # the account, not from.user
     assert (trunk.auth_username, trunk.password) == (
@@ -127,6 +129,37 @@ def test_every_field() -> None:
         ({"codecs": ["AMR"]}, "Trunk carrier-a spec.codecs", "unknown codec 'AMR'"),
         ({"maxChannels": -1}, "Trunk carrier-a spec.maxChannels", ">= 0"),
         ({"colour": "blue"}, "Trunk carrier-a spec", "unknown fields ['colour']"),
+        ({"inboundSources": "203.0.113.0/24"}, "Trunk carrier-a spec.inboundSources", "list"),
+        (
+            {"inboundSources": ["203.0.113.5/24"]},
+            "Trunk carrier-a spec.inboundSources",
+            "host bits set",
+        ),
+        (
+            {"inboundSources": ["10.0.0.0/8"]},
+            "Trunk carrier-a spec.inboundSources",
+            "wider than a /16",
+        ),
+        (
+            {"inboundSources": ["2001:db8::/31"]},
+            "Trunk carrier-a spec.inboundSources",
+            "wider than a /32",
+        ),
+        (
+            {"inboundSources": ["sip.carrier.example"]},
+            "Trunk carrier-a spec.inboundSources",
+            "not an address or network",
+        ),
+        (
+            {"inboundSources": ["192.0.2.7", "192.0.2.7/32"]},
+            "Trunk carrier-a spec.inboundSources",
+            "listed twice",
+        ),
+        (
+            {"inboundSources": [f"192.0.2.{n}" for n in range(33)]},
+            "Trunk carrier-a spec.inboundSources",
+            "at most 32",
+        ),
         ({"from": {"domain": "not a host"}}, "Trunk carrier-a spec.from.domain", "host name"),
     ],
 )

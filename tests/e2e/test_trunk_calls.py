@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import EdgeFactory, EdgeProc, write_tenant
+from .conftest import PASSWORDS, EdgeFactory, EdgeProc, write_tenant
 from .provider import Provider, provider_scenario, pstn_call, pstn_uas, traced_messages
 from .test_prepaid_calls import cdrs_and_balance, top_up
 
@@ -402,6 +402,62 @@ def test_a_trunk_answering_after_it_was_given_up_is_hung_up_and_the_next_one_con
         assert next_one.receive_request("BYE").method == "BYE"  # the call was the second's
     finally:
         for phone in (caller, late, next_one):
+            phone.close()
+
+
+def test_a_call_from_a_network_the_trunk_lists_reaches_its_did(
+    edge_factory: EdgeFactory,
+) -> None:
+    """inboundSources [127.0.0.1]: a provider server other than the trunk's address (here
+    any port on 127.0.0.1) calls the trunk's DID and 2002 rings, unchallenged; the phones
+    on that network are still phones: they are challenged when they register, and so is
+    an INVITE from there to a number that is not one of the trunk's DIDs."""
+    tenant = f"tr{secrets.token_hex(3)}"
+    domain = f"{tenant}.pbx.test"
+
+    def manifest(folder: Path) -> None:
+        write_tenant(folder, tenant, domain)
+        trunk = textwrap.dedent(f"""
+            apiVersion: cloudpbx.io/v1
+            kind: Trunk
+            metadata: {{name: carrier-a}}
+            spec:
+              tenant: {tenant}
+              host: 192.0.2.10
+              username: "4930555000"
+              password: {{file: trunk.password}}
+              register: {{enabled: false}}
+              dids: ["+{DID}"]
+              inboundSources: [127.0.0.1]
+        """)
+        plan = dial_plan(tenant, ["carrier-a"])
+        (folder / "trunks.yaml").write_text(trunk + "---\n" + plan, encoding="utf-8")
+        (folder / "trunk.password").write_text("secret\n", encoding="utf-8")
+
+    edge = edge_factory(manifest=manifest, tenant=tenant, domain=domain)
+    pstn = ScriptedPhone("+4930123456", "provider.test", "no password")
+    callee = ScriptedPhone("2002", domain, PASSWORDS["2002"])
+    try:
+        callee.register(edge.port)  # challenged (register asserts the 401), from 127.0.0.1
+        to = f"<sip:{DID}@{domain}>"
+        invite = pstn.request("INVITE", f"sip:{DID}@{domain}", to, "from-pool-1", 1, body=SDP)
+        pstn.send(invite, edge.port)
+        ringing = callee.receive_request("INVITE")
+        assert ringing.from_.uri.user == "+4930123456"  # type: ignore[union-attr]
+        callee.answer(ringing, 200, "OK", edge.port, SDP)
+        ok = pstn.final()
+        assert ok.status == 200, (ok.status, ok.reason)
+        target, to = str(ok.contacts[0].uri), ok.headers.get("To") or ""  # type: ignore[index]
+        pstn.send(pstn.request("ACK", target, to, "from-pool-1", 1), edge.port)
+        pstn.send(pstn.request("BYE", target, to, "from-pool-1", 2), edge.port)
+        callee.answer(callee.receive_request("BYE"), 200, "OK", edge.port)
+        assert pstn.final().status == 200
+
+        other = pstn.request("INVITE", f"sip:2002@{domain}", f"<sip:2002@{domain}>", "x-2", 1)
+        pstn.send(other, edge.port)
+        assert pstn.final().status == 407  # not a DID: a phone's call, challenged
+    finally:
+        for phone in (pstn, callee):
             phone.close()
 
 

@@ -439,3 +439,30 @@ def test_a_trunk_without_a_did_list_takes_any_number() -> None:
     )
     assert isinstance(found, Inbound)
     assert (found.trunk.name, found.did) == ("b", "777")
+
+
+def test_a_network_a_trunk_lists_holds_its_addresses_only() -> None:
+    a, b = TrunkRef("acme", "a"), TrunkRef("globex", "x")
+    sources = TrunkSources(
+        networks=[("203.0.113.0/24", a), ("2001:db8::/48", a), ("203.0.113.128/25", b)]
+    )
+    assert sources.near("203.0.113.7") == (a,)
+    assert sources.near("203.0.113.200") == (a, b)  # in both: both are asked
+    assert sources.near("2001:db8::5") == (a,)
+    assert sources.near("198.51.100.7") == ()
+    assert sources.near("not-an-address") == ()
+    assert sources.at("UDP", "203.0.113.7", 5060) == ()  # not its address
+    assert TrunkSources().near("203.0.113.7") == ()
+
+
+def test_from_a_network_only_a_listed_did_makes_a_call_the_trunks() -> None:
+    """A trunk without a DID list takes any number from its own address, none from a
+    network it lists: a phone there is a phone."""
+    listed = from_trunk("sip:+4930555101@198.51.100.1", "sip:+4930555101@provider.test")
+    found = inbound_call(listed, REFS, lookup, listed_dids_only=True)
+    assert isinstance(found, Inbound)
+    assert (found.trunk.name, found.did) == ("a", "+4930555101")
+    anything = from_trunk("sip:777@198.51.100.1", "sip:777@x")
+    assert inbound_call(anything, (TrunkRef("acme", "b"),), lookup, listed_dids_only=True) == (
+        NOT_FOUND
+    )

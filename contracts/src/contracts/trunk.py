@@ -23,6 +23,14 @@ compiled into a :class:`Trunk` value. Pure: no I/O.
       dids: ["+4930555100", "+4930555101"]   # numbers the provider routes to us
       maxChannels: 10                  # concurrent calls; 0: no limit (default)
       codecs: [PCMA, PCMU]             # offered to the provider, in order (default: any)
+      inboundSources: [203.0.113.0/24] # where else its calls come from (default: none)
+
+A request is the trunk's when it comes from the trunk's own address (its host and
+outbound proxy, resolved: the IP and, over UDP, the port). A provider that sends calls
+from other addresses (a pool of signalling servers) lists them in ``inboundSources``
+(addresses or networks, at most a /16 of IPv4 or a /32 of IPv6): an INVITE from there is
+the trunk's when it calls one of the trunk's DIDs (any other request from there is a
+phone's as usual, so that a network shared with phones stays theirs).
 
 The password stays a reference here (:class:`SecretRef` or :class:`PasswordFile`): who
 loads trunks resolves it, and it never appears in an error message. Problems raise
@@ -31,6 +39,7 @@ loads trunks resolves it, and it never appears in an error message. Problems rai
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -88,6 +97,8 @@ class Trunk:
     dids: tuple[str, ...] = ()
     max_channels: int = 0
     codecs: tuple[str, ...] = ()
+    #: Networks (``203.0.113.0/24``, ``2001:db8::5/128``) its calls also come from.
+    inbound_sources: tuple[str, ...] = ()
 
     @property
     def registrar(self) -> str:
@@ -166,13 +177,45 @@ def compile_trunk(manifest: Mapping[str, Any], *, tenant: str) -> Trunk:
         dids=_dids(spec.get("dids", []), f"{where}.dids"),
         max_channels=count(spec.get("maxChannels", 0), f"{where}.maxChannels"),
         codecs=_codecs(spec.get("codecs", []), f"{where}.codecs"),
+        inbound_sources=_networks(spec.get("inboundSources", []), f"{where}.inboundSources"),
     )
 
 
 _SPEC_KEYS = {
     "tenant", "host", "port", "transport", "outboundProxy", "username", "authUsername",
     "password", "register", "from", "callerId", "dids", "maxChannels", "codecs",
+    "inboundSources",
 }  # fmt: skip
+#: How many networks a trunk may list in ``inboundSources``.
+MAX_INBOUND_SOURCES = 32
+#: The shortest prefix of an inbound network, by IP version: a request from it skips
+#: the challenge when it calls a DID, so a trunk may not claim the whole Internet.
+SHORTEST_PREFIX = {4: 16, 6: 32}
+
+
+def _networks(value: object, where: str) -> tuple[str, ...]:
+    """Addresses and networks, in their normal form (``192.0.2.7/32``); a network with
+    host bits set (``203.0.113.5/24``) is refused as the typo it most likely is."""
+    entries = sequence(value, where)
+    if len(entries) > MAX_INBOUND_SOURCES:
+        raise ManifestError(where, f"lists at most {MAX_INBOUND_SOURCES} networks")
+    networks: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ManifestError(where, f"an address or network like 203.0.113.0/24, not {entry!r}")
+        try:
+            network = ipaddress.ip_network(entry)
+        except ValueError as exc:
+            raise ManifestError(where, f"{entry!r} is not an address or network: {exc}") from None
+        shortest = SHORTEST_PREFIX[network.version]
+        if network.prefixlen < shortest:
+            raise ManifestError(
+                where, f"{entry} is wider than a /{shortest}: too many addresses to trust"
+            )
+        if str(network) in networks:
+            raise ManifestError(where, f"{entry} is listed twice")
+        networks.append(str(network))
+    return tuple(networks)
 
 
 def _password(value: object, where: str) -> SecretRef | PasswordFile:

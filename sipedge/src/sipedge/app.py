@@ -360,9 +360,11 @@ async def trunk_sources(tenants: Iterable[TenantSnapshot]) -> TrunkSources:
     """Where each trunk of ``tenants`` sends from, its host names resolved (one that does
     not resolve is left out, with a warning, until the next look-up)."""
     entries: list[tuple[tuple[str, str, int], TrunkRef]] = []
+    networks: list[tuple[str, TrunkRef]] = []
     for tenant in tenants:
         for trunk in tenant.trunks:
             ref = TrunkRef(tenant.name, trunk.name)
+            networks.extend((network, ref) for network in trunk.inbound_sources)
             for transport, host, port in trunk_addresses(trunk):
                 addresses = await resolve(host, port)
                 if not addresses:
@@ -370,7 +372,7 @@ async def trunk_sources(tenants: Iterable[TenantSnapshot]) -> TrunkSources:
                         "trunk %s of %s: %s does not resolve", trunk.name, tenant.name, host
                     )
                 entries.extend(((transport, address, port), ref) for address in addresses)
-    return TrunkSources(entries)
+    return TrunkSources(entries, networks)
 
 
 def _relays(config: EdgeConfig) -> MediaRelays | None:

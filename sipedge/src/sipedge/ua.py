@@ -5,7 +5,8 @@ to the call they belong to; out of dialog, OPTIONS is answered (§11), REGISTER 
 through authentication (401) to the registrar and the location store, INVITE through
 authentication (407) to call control (:mod:`sipedge.calls`), except an INVITE from one
 of the tenants' SIP trunks (:class:`~sipedge.calls.trunks.TrunkSources`: by its source
-address only), which goes to the DID it names. Whatever goes wrong while
+address; or from a network a trunk lists, when it calls one of its DIDs), which goes to
+the DID it names. Whatever goes wrong while
 handling a request is answered (a ParseError with its status, a store problem with
 500 and Retry-After) and never takes the process down.
 """
@@ -25,7 +26,8 @@ from sipedge.adapters.transport import Inbound
 from sipedge.authn import Authenticator, AuthResult, Outcome
 from sipedge.calls import CallControl, Caller
 from sipedge.calls.admission import Refused
-from sipedge.calls.trunks import TrunkSources, inbound_call
+from sipedge.calls.trunks import Inbound as TrunkCall
+from sipedge.calls.trunks import TrunkRef, TrunkSources, inbound_call
 from sipedge.edge import Edge, TransactionUser
 from sipedge.location import Binding, LocationBusy, LocationStore, Source
 from sipedge.registrar import (
@@ -91,7 +93,7 @@ class UserAgent(TransactionUser):
             return False
         if method == "INVITE" and not self.edge.accepting:
             return False  # the transaction path answers 503
-        if self._from_trunk(inbound):
+        if self._from_trunk(request, inbound):
             return False  # a provider is not challenged: its address is what we trust
         _, realm = self._tenant_of(request)
         if self.auth.has_credentials(request, realm):
@@ -252,7 +254,7 @@ class UserAgent(TransactionUser):
         if not self.edge.accepting:
             self._answer(key, request, 503, "Service Unavailable", [("Retry-After", "5")])
             return
-        if self._from_trunk(inbound):
+        if self._from_trunk(request, inbound):
             await self._trunk_invite(request, key, inbound)
             return
         passed = self.authenticate(request, key, inbound)
@@ -264,15 +266,28 @@ class UserAgent(TransactionUser):
         caller = Caller(extension.number, extension.display_name)
         await self.calls.new_call(request, key, inbound, tenant, caller)
 
-    def _from_trunk(self, inbound: Inbound) -> bool:
+    def _from_trunk(self, request: Request, inbound: Inbound) -> bool:
+        """From a trunk's address; or an INVITE to one of a trunk's DIDs from a network
+        it lists (anything else from there is a phone's, challenged as usual)."""
         source = inbound.source
-        return bool(self.trunk_sources.at(source.transport, source.host, source.port))
+        if self.trunk_sources.at(source.transport, source.host, source.port):
+            return True
+        if request.method != "INVITE":
+            return False
+        near = self.trunk_sources.near(source.host)
+        return bool(near) and not isinstance(self._near_call(request, near), Refused)
+
+    def _near_call(self, request: Request, near: tuple[TrunkRef, ...]) -> TrunkCall | Refused:
+        return inbound_call(request, near, self.tenants.by_name, listed_dids_only=True)
 
     async def _trunk_invite(self, request: Request, key: TransactionKey, inbound: Inbound) -> None:
         """An INVITE from a trunk: to the DID it names, for the tenant whose trunk it is."""
         source = inbound.source
         refs = self.trunk_sources.at(source.transport, source.host, source.port)
-        found = inbound_call(request, refs, self.tenants.by_name)
+        if refs:
+            found = inbound_call(request, refs, self.tenants.by_name)
+        else:
+            found = self._near_call(request, self.trunk_sources.near(source.host))
         if isinstance(found, Refused):
             log.info(
                 "call from trunk refused: %s", found.reason, extra={"call_id": request.call_id}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from contracts.dialplan import Reject, ToExtension, ToTrunks, ToVoicemail
 from contracts.sdp import SdpError, parse_sdp, serialize_sdp
@@ -259,11 +260,15 @@ SourceKey = tuple[str, str, int]
 class TrunkSources:
     """The addresses trunks' requests come from: (transport, IP, port; 0 over TCP,
     whose source ports are ephemeral) → the trunks there (several tenants may share a
-    provider)."""
+    provider); and the networks trunks list as ``inboundSources``."""
 
-    __slots__ = ("_by_source",)
+    __slots__ = ("_by_source", "_networks")
 
-    def __init__(self, entries: Iterable[tuple[SourceKey, TrunkRef]] = ()) -> None:
+    def __init__(
+        self,
+        entries: Iterable[tuple[SourceKey, TrunkRef]] = (),
+        networks: Iterable[tuple[str, TrunkRef]] = (),
+    ) -> None:
         by_source: dict[SourceKey, list[TrunkRef]] = {}
         for key, ref in entries:
             refs = by_source.setdefault(source_key(*key), [])
@@ -272,15 +277,29 @@ class TrunkSources:
         self._by_source: Mapping[SourceKey, tuple[TrunkRef, ...]] = {
             key: tuple(refs) for key, refs in by_source.items()
         }
+        self._networks: tuple[tuple[IPv4Network | IPv6Network, TrunkRef], ...] = tuple(
+            (ip_network(network), ref) for network, ref in networks
+        )
 
     def __len__(self) -> int:
-        return len(self._by_source)
+        return len(self._by_source) + len(self._networks)
 
     def at(self, transport: str, host: str, port: int) -> tuple[TrunkRef, ...]:
         """The trunks whose requests come from there (empty: no trunk's)."""
         if not self._by_source:
             return ()
         return self._by_source.get(source_key(transport, host, port), ())
+
+    def near(self, host: str) -> tuple[TrunkRef, ...]:
+        """The trunks that list a network holding ``host`` in ``inboundSources``: an
+        INVITE from there is theirs only when it calls one of their DIDs."""
+        if not self._networks:
+            return ()
+        try:
+            address = ip_address(host)
+        except ValueError:
+            return ()
+        return tuple(dict.fromkeys(ref for network, ref in self._networks if address in network))
 
 
 def source_key(transport: str, host: str, port: int) -> SourceKey:
@@ -311,9 +330,12 @@ def inbound_call(
     request: Request,
     refs: Iterable[TrunkRef],
     tenants: Callable[[str], TenantSnapshot | None],
+    *,
+    listed_dids_only: bool = False,
 ) -> Inbound | Refused:
     """Which of the trunks at the request's source it came by, and the DID it asks for;
-    a 404 when none of them routes it."""
+    a 404 when none of them routes it. ``listed_dids_only``: a trunk without a DID list
+    takes no number (the request came from one of its networks, not its address)."""
     uri_user = _user(request.uri)
     to_user = _user(request.to.uri)
     candidates: list[tuple[TenantSnapshot, Trunk]] = []
@@ -335,7 +357,7 @@ def inbound_call(
             if tenant.trunk_of_did(did) is trunk:
                 return Inbound(tenant, trunk, did)
     open_trunks = [(tenant, trunk) for tenant, trunk in candidates if not trunk.dids]
-    if len(open_trunks) == 1 and uri_user:  # one trunk without a DID list: any number
+    if len(open_trunks) == 1 and uri_user and not listed_dids_only:  # any number
         return Inbound(open_trunks[0][0], open_trunks[0][1], uri_user)
     return NOT_FOUND
 
