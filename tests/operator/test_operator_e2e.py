@@ -91,15 +91,18 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
     generated = lab.secret_values(f"{lab.tenant}-sip-credentials")
     assert list(generated) == ["1002"]
     assert len(generated["1002"]) >= 20
-    owner = lab.get("secrets", f"{lab.tenant}-sip-credentials")
-    assert owner is not None
-    assert owner["metadata"]["ownerReferences"][0]["kind"] == "Tenant"
+    secret = lab.get("secrets", f"{lab.tenant}-sip-credentials")
+    tenant = lab.get("tenants", lab.tenant)
+    assert secret is not None
+    assert tenant is not None
+    assert secret["metadata"]["ownerReferences"] == [
+        {"apiVersion": "cloudpbx.io/v1", "kind": "Tenant", "name": lab.tenant,
+         "uid": tenant["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    ]  # fmt: skip
     assert generated["1002"] not in lab.operator.output()
 
     snapshot = lab.snapshot()
     assert snapshot is not None
-    tenant = lab.get("tenants", lab.tenant)
-    assert tenant is not None
     assert (snapshot["version"], snapshot["enabled"], snapshot["uid"]) == (
         1, True, tenant["metadata"]["uid"],
     )  # fmt: skip
