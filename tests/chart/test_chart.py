@@ -245,11 +245,21 @@ def test_in_its_namespace_the_operator_manages_the_workloads() -> None:
         ("apps", "deployments"),
         ("apps", "daemonsets"),
         ("", "services"),
-        ("", "configmaps"),
         ("", "secrets"),
         ("policy", "poddisruptionbudgets"),
     ]
-    assert _rules(role) == {(group, kind, verb) for group, kind in resources for verb in verbs}
+    named = [rule for rule in role["rules"] if "resourceNames" in rule]
+    assert _rules({"rules": [rule for rule in role["rules"] if rule not in named]}) == {
+        (group, kind, verb) for group, kind in resources for verb in verbs
+    }
+    # the platform's ConfigMap, which owns the workloads: read, and named in owner references
+    # that block its deletion; no other ConfigMap
+    assert named == [
+        {"apiGroups": [""], "resources": ["configmaps"],
+         "resourceNames": [f"{FULLNAME}-platform"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps/finalizers"],
+         "resourceNames": [f"{FULLNAME}-platform"], "verbs": ["update"]},
+    ]  # fmt: skip
 
 
 def test_tenant_namespaces_get_secrets_only() -> None:
@@ -301,6 +311,7 @@ def test_the_operator_runs_its_module_with_the_platform_configuration() -> None:
     assert container["image"] == "cloudpbx/operator:0.1.0"
     env = _env(container)
     assert env["CLOUDPBX_PLATFORM"] == "/etc/cloudpbx/platform.yaml"
+    assert env["CLOUDPBX_PLATFORM_CONFIGMAP"] == f"{FULLNAME}-platform"  # the workloads' owner
     [mount] = [item for item in container["volumeMounts"] if item["name"] == "platform"]
     assert (mount["mountPath"], mount["readOnly"]) == ("/etc/cloudpbx", True)
     [volume] = [item for item in pod["volumes"] if item["name"] == "platform"]

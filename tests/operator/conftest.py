@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 import redis
+import yaml
 
 from ..k8s.emulator import Cluster, running_cluster
 from ..k8s.tools import kubectl_path, write_kubeconfig
@@ -67,6 +68,9 @@ def crd(kind: str, plural: str) -> dict[str, Any]:
 
 
 CRDS = [crd("Tenant", "tenants"), crd("Trunk", "trunks"), crd("DialPlan", "dialplans")]
+#: The chart's platform configuration (default values, release r1) and its ConfigMap's name.
+PLATFORM_FILE = Path(__file__).parent / "data" / "platform.yaml"
+PLATFORM_CONFIGMAP = "r1-cloudpbx-platform"
 
 
 class Operator:
@@ -127,6 +131,22 @@ class Lab:
             CLOUDPBX_TRUNK_STATUS_INTERVAL_S="0.5",
         )
         self.operator = Operator(env, tmp_path / "operator.log")
+
+    def use_platform(self, namespace: str | None = None) -> dict[str, Any]:
+        """Gives the operator the chart's platform configuration, for ``namespace`` (the
+        test's by default; its Tenants are served), as the chart does: the file, and the
+        ConfigMap it is mounted from (returned: it owns the workloads)."""
+        namespace = namespace or self.namespace
+        platform = yaml.safe_load(PLATFORM_FILE.read_text(encoding="utf-8"))
+        platform |= {"namespace": namespace, "tenantNamespaces": [namespace]}
+        text = yaml.safe_dump(platform)
+        (self.tmp_path / "platform.yaml").write_text(text, encoding="utf-8")
+        self.operator.env["CLOUDPBX_PLATFORM"] = str(self.tmp_path / "platform.yaml")
+        self.operator.env["CLOUDPBX_PLATFORM_CONFIGMAP"] = PLATFORM_CONFIGMAP
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"platform.yaml": text},
+                "metadata": {"name": PLATFORM_CONFIGMAP, "namespace": namespace}}  # fmt: skip
+        created: dict[str, Any] = self.cluster.call(lambda: self.cluster.create_object(body))
+        return created
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         result = subprocess.run(

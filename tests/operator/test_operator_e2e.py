@@ -9,10 +9,7 @@ import hashlib
 import textwrap
 import time
 import uuid
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from contracts.billing.store import Disposition, LegEnd
 from contracts.keys import SNAPSHOT_CHANNEL, domain_index_key, snapshot_notice, trunk_status_key
@@ -281,9 +278,7 @@ def test_a_store_out_of_reach_is_a_status_and_a_retry_not_a_crash(lab: Lab) -> N
 
 
 def test_tenants_outside_the_platforms_tenant_namespaces_are_told_so(lab: Lab) -> None:
-    platform = (Path(__file__).parent / "data" / "platform.yaml").read_text(encoding="utf-8")
-    (lab.tmp_path / "platform.yaml").write_text(platform, encoding="utf-8")  # serves "pbx" only
-    lab.operator.env["CLOUDPBX_PLATFORM"] = str(lab.tmp_path / "platform.yaml")
+    lab.use_platform("pbx")  # serves "pbx" only
     lab.operator.start()
     lab.apply(tenant_yaml(lab))
 
@@ -298,19 +293,22 @@ def test_tenants_outside_the_platforms_tenant_namespaces_are_told_so(lab: Lab) -
 
 
 def test_with_a_platform_it_runs_the_relay_and_the_shared_edge_pool(lab: Lab) -> None:
-    platform = yaml.safe_load((Path(__file__).parent / "data" / "platform.yaml").read_text())
-    platform |= {"namespace": lab.namespace, "tenantNamespaces": [lab.namespace]}
-    (lab.tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform), encoding="utf-8")
-    lab.operator.env["CLOUDPBX_PLATFORM"] = str(lab.tmp_path / "platform.yaml")
+    config_map = lab.use_platform()
+    # the shared edge as an operator without owner references left it
+    lab.cluster.call(lambda: lab.cluster.create_object(unowned_edge(lab)))
     lab.operator.start()
     lab.apply(tenant_yaml(lab))
     lab.wait_for("Ready for generation 1", lambda: lab.ready(1))
-    for plural, name in (("daemonsets", "r1-relay"), ("services", "r1-relay"),
-                         ("poddisruptionbudgets", "r1-relay"), ("deployments", "r1-edge"),
-                         ("services", "r1-edge"), ("poddisruptionbudgets", "r1-edge")):  # fmt: skip
-        assert lab.get_workload(plural, name) is not None, (plural, name)
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": config_map["metadata"]["name"],
+             "uid": config_map["metadata"]["uid"], "controller": True,
+             "blockOwnerDeletion": True}  # fmt: skip
+    for plural, name in PLATFORM_WORKLOADS:
+        body = lab.get_workload(plural, name)
+        assert body is not None, (plural, name)
+        assert body["metadata"]["ownerReferences"] == [owner], (plural, name)
     edge = lab.get_workload("deployments", "r1-edge") or {}
     written = edge["metadata"]["annotations"]["cloudpbx.io/applied"]
+    assert edge["spec"]["replicas"] == 2  # the rendered spec replaced the old one
 
     # a restart with the same platform writes nothing again
     lab.operator.stop()
@@ -322,6 +320,53 @@ def test_with_a_platform_it_runs_the_relay_and_the_shared_edge_pool(lab: Lab) ->
     again = lab.get_workload("deployments", "r1-edge") or {}
     assert again["metadata"]["resourceVersion"] == edge["metadata"]["resourceVersion"]
     assert again["metadata"]["annotations"]["cloudpbx.io/applied"] == written
+
+    # deleting the platform's ConfigMap (helm uninstall) takes every workload with it
+    lab.kubectl("delete", "configmap", config_map["metadata"]["name"])
+    for plural, name in PLATFORM_WORKLOADS:
+        assert lab.get_workload(plural, name) is None, (plural, name)
+
+
+PLATFORM_WORKLOADS = (
+    ("daemonsets", "r1-relay"), ("services", "r1-relay"), ("poddisruptionbudgets", "r1-relay"),
+    ("deployments", "r1-edge"), ("services", "r1-edge"), ("poddisruptionbudgets", "r1-edge"),
+)  # fmt: skip
+
+
+def unowned_edge(lab: Lab) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "r1-edge", "namespace": lab.namespace,
+                     "annotations": {"cloudpbx.io/applied": "0123456789abcdef"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"cloudpbx.io/pool": "shared"}}},
+    }  # fmt: skip
+
+
+def test_a_dedicated_edge_is_owned_by_the_platform_and_removed_with_its_tenant(lab: Lab) -> None:
+    """Its Tenant lives in another namespace than the platform's workloads could, so the
+    ConfigMap owns the edge and the Tenant's finalizer removes it."""
+    config_map = lab.use_platform()
+    lab.operator.start()
+    lab.apply(tenant_yaml(lab).replace("  billing:", "  isolation: dedicated\n  billing:"))
+    lab.wait_for("Ready for generation 1", lambda: lab.ready(1))
+    name = f"r1-edge-{lab.tenant}"
+    for plural in ("deployments", "services", "poddisruptionbudgets"):
+        body = lab.get_workload(plural, name)
+        assert body is not None, plural
+        assert [ref["uid"] for ref in body["metadata"]["ownerReferences"]] == [
+            config_map["metadata"]["uid"]
+        ]
+        assert body["metadata"]["labels"]["cloudpbx.io/tenant"] == lab.tenant
+    edge = lab.get_workload("deployments", name) or {}
+    assert edge["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == [
+        "--only-tenant", lab.tenant,
+    ]  # fmt: skip
+
+    lab.kubectl("delete", "tenant", lab.tenant, "--timeout=20s")
+    for plural in ("deployments", "services", "poddisruptionbudgets"):
+        assert lab.get_workload(plural, name) is None, plural
+    assert lab.get_workload("deployments", "r1-edge") is not None  # the shared pool stays
 
 
 def test_a_tenant_name_taken_in_another_namespace_is_refused_and_its_deletion_harmless(

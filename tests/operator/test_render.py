@@ -250,10 +250,15 @@ def test_config_from_the_environment() -> None:
 def test_the_charts_platform_configuration_decides_which_namespaces_are_served() -> None:
     text = (Path(__file__).parent / "data" / "platform.yaml").read_text(encoding="utf-8")
     env = {"CLOUDPBX_REDIS_URL": "redis://r", "CLOUDPBX_BILLING_URL": "postgresql://p/db",
-           "CLOUDPBX_NAMESPACE": "pbx"}  # fmt: skip
+           "CLOUDPBX_NAMESPACE": "pbx",
+           "CLOUDPBX_PLATFORM_CONFIGMAP": "r1-cloudpbx-platform"}  # fmt: skip
     config = from_env(env, text)
     assert config.platform is not None
     assert (config.platform.namespace, config.platform.tenant_namespaces) == ("pbx", ("pbx",))
+    assert config.platform.config_map == "r1-cloudpbx-platform"  # the workloads' owner
+    without = {k: v for k, v in env.items() if k != "CLOUDPBX_PLATFORM_CONFIGMAP"}
+    with pytest.raises(ConfigError, match="CLOUDPBX_PLATFORM_CONFIGMAP is required"):
+        from_env(without, text)
     # every namespace is watched; the Tenants of tenantNamespaces are served
     assert (config.watched_namespaces, config.served_namespaces) == ((), frozenset({"pbx"}))
     faults = [
@@ -262,4 +267,4 @@ def test_the_charts_platform_configuration_decides_which_namespaces_are_served()
     ]
     for old, new, message in faults:
         with pytest.raises(ConfigError, match=message):
-            parse_platform(text.replace(old, new))
+            parse_platform(text.replace(old, new), "r1-cloudpbx-platform")

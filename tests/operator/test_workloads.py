@@ -13,6 +13,15 @@ from cloudpbx_operator.workloads import name_of, render_workloads
 PLATFORM: dict[str, Any] = yaml.safe_load(
     (Path(__file__).parent / "data" / "platform.yaml").read_text(encoding="utf-8")
 )
+#: The ownerReference to the platform's ConfigMap, as the operator reads it at start.
+OWNER = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "name": "r1-cloudpbx-platform",
+    "uid": "6f1c2a9e-0000-4000-8000-000000000001",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
 
 
 def by_kind_and_name(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -25,7 +34,7 @@ def container(workload: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_relay_runs_on_the_nodes_network_and_advertises_the_nodes_address() -> None:
-    objects = by_kind_and_name(render_workloads(PLATFORM))
+    objects = by_kind_and_name(render_workloads(PLATFORM, owner=OWNER))
     relay = objects[("DaemonSet", "r1-relay")]
     pod = relay["spec"]["template"]["spec"]
     assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
@@ -44,7 +53,7 @@ def test_the_relay_runs_on_the_nodes_network_and_advertises_the_nodes_address() 
 
 
 def test_the_shared_edge_pool_serves_every_tenant_from_redis_with_the_stores_from_secrets() -> None:
-    objects = by_kind_and_name(render_workloads(PLATFORM))
+    objects = by_kind_and_name(render_workloads(PLATFORM, owner=OWNER))
     edge = objects[("Deployment", "r1-edge")]
     assert edge["spec"]["replicas"] == 2
     assert container(edge)["args"] == [
@@ -70,7 +79,7 @@ def test_the_shared_edge_pool_serves_every_tenant_from_redis_with_the_stores_fro
 
 
 def test_a_dedicated_tenant_gets_an_edge_of_its_own_apart_from_the_shared_pool() -> None:
-    objects = by_kind_and_name(render_workloads(PLATFORM, ["acme"]))
+    objects = by_kind_and_name(render_workloads(PLATFORM, ["acme"], owner=OWNER))
     edge = objects[("Deployment", "r1-edge-acme")]
     assert container(edge)["args"][-2:] == ["--only-tenant", "acme"]
     assert edge["spec"]["replicas"] == 2
@@ -80,6 +89,29 @@ def test_a_dedicated_tenant_gets_an_edge_of_its_own_apart_from_the_shared_pool()
     shared = objects[("Service", "r1-edge")]["spec"]["selector"]
     assert shared != selector  # the shared Service never sends to a dedicated edge
     assert len(objects) == 9
+
+
+def test_every_workload_is_owned_by_the_platforms_configmap_in_its_namespace() -> None:
+    """The controller of each object, dedicated edges included (a Tenant in another
+    namespace cannot own them); a Service's own annotations stay beside it."""
+    objects = render_workloads(PLATFORM, ["acme"], owner=OWNER)
+    assert {(o["kind"], o["metadata"]["name"]) for o in objects} == {
+        (kind, name)
+        for name in ("r1-relay", "r1-edge", "r1-edge-acme")
+        for kind in ("Service", "PodDisruptionBudget")
+    } | {("DaemonSet", "r1-relay"), ("Deployment", "r1-edge"), ("Deployment", "r1-edge-acme")}
+    for body in objects:
+        assert body["metadata"]["ownerReferences"] == [OWNER], body["metadata"]["name"]
+        assert body["metadata"]["namespace"] == PLATFORM["namespace"]
+    dedicated = by_kind_and_name(objects)[("Deployment", "r1-edge-acme")]
+    assert dedicated["metadata"]["labels"]["cloudpbx.io/tenant"] == "acme"
+
+
+def test_rendering_twice_gives_the_same_objects() -> None:
+    """What the digest annotation is taken of: no change, no write."""
+    assert render_workloads(PLATFORM, ["acme"], owner=OWNER) == render_workloads(
+        PLATFORM, ["acme"], owner=OWNER
+    )
 
 
 def test_long_names_are_cut_to_a_dns_label_and_stay_distinct() -> None:

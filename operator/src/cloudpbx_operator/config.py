@@ -6,6 +6,8 @@
   pinned by the chart's ``tests/chart/data/platform.yaml``). With it the operator watches
   every namespace and serves the Tenants of its ``tenantNamespaces`` (where it may read
   their Secrets); a Tenant elsewhere is told so in its status.
+* ``CLOUDPBX_PLATFORM_CONFIGMAP``: the name of that ConfigMap (in the platform's namespace),
+  required with ``CLOUDPBX_PLATFORM``: it owns the workloads rendered from it.
 * ``CLOUDPBX_NAMESPACE``: the operator's own namespace. Without a platform file it is the
   one namespace watched (none: all).
 * ``CLOUDPBX_HEALTH_PORT``: serve kopf's liveness endpoint at ``/healthz`` on this port.
@@ -41,6 +43,8 @@ class Platform:
     namespace: str
     #: Where Tenants are served (the operator may read Secrets there).
     tenant_namespaces: tuple[str, ...]
+    #: The ConfigMap it comes from, in ``namespace``: the owner of the workloads.
+    config_map: str
     #: The whole document, for what renders workloads from it.
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -82,11 +86,20 @@ def from_env(env: Mapping[str, str], platform_text: str | None = None) -> Config
     level = env.get("CLOUDPBX_LOG_LEVEL", "").strip().lower() or "info"
     if level not in LOG_LEVELS:
         raise ConfigError(f"CLOUDPBX_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+    platform = None
+    if platform_text is not None:
+        config_map = env.get("CLOUDPBX_PLATFORM_CONFIGMAP", "").strip()
+        if not config_map:
+            raise ConfigError(
+                "CLOUDPBX_PLATFORM_CONFIGMAP is required with CLOUDPBX_PLATFORM "
+                "(the ConfigMap owns the workloads)"
+            )
+        platform = parse_platform(platform_text, config_map)
     return Config(
         redis_url=required("CLOUDPBX_REDIS_URL"),
         billing_url=required("CLOUDPBX_BILLING_URL"),
         namespace=env.get("CLOUDPBX_NAMESPACE", "").strip() or None,
-        platform=None if platform_text is None else parse_platform(platform_text),
+        platform=platform,
         trunk_status_interval_s=_number(env, "CLOUDPBX_TRUNK_STATUS_INTERVAL_S", 0, 3600)
         or DEFAULT_TRUNK_STATUS_INTERVAL_S,
         health_port=int(_number(env, "CLOUDPBX_HEALTH_PORT", 0, 65535) or 0) or None,
@@ -107,8 +120,9 @@ def _number(env: Mapping[str, str], name: str, low: float, high: float) -> float
     return value
 
 
-def parse_platform(text: str) -> Platform:
-    """The platform configuration (YAML); ConfigError naming the field at fault."""
+def parse_platform(text: str, config_map: str) -> Platform:
+    """The platform configuration (YAML) from ConfigMap ``config_map``; ConfigError naming
+    the field at fault."""
     where = "CLOUDPBX_PLATFORM"
     try:
         document = yaml.safe_load(text)
@@ -126,4 +140,4 @@ def parse_platform(text: str) -> Platform:
         isinstance(name, str) and name for name in namespaces
     ):
         raise ConfigError(f"{where}: tenantNamespaces must be a list of namespaces")
-    return Platform(namespace, tuple(namespaces), document)
+    return Platform(namespace, tuple(namespaces), config_map, document)

@@ -67,13 +67,12 @@ def register(config: Config, registry: kopf.OperatorRegistry) -> None:
         billing = await open_store(config.billing_url, pool_size=BILLING_POOL_SIZE)
         await billing.migrate()
         redis = Redis.from_url(config.redis_url)
-        platform = config.platform.document if config.platform is not None else None
         reconciler = Reconciler(
             Kube.connect(settings),
             Publisher(redis),
             billing,
             served=config.served_namespaces,
-            platform=platform,
+            platform=config.platform,
         )
         memo["reconciler"] = reconciler
         await reconciler.platform_workloads()

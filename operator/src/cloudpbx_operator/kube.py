@@ -159,13 +159,19 @@ class Kube:
         patched = await self._call("PATCH", f"{path}/{name}", ops, content_type=_JSON_PATCH)
         return secret_values(patched or {})
 
+    # --- the platform's ConfigMap ---
+
+    async def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._call("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+
     # --- workloads ---
 
     async def ensure(self, body: Mapping[str, Any]) -> bool:
         """Creates ``body`` (a Deployment, DaemonSet, Service or PodDisruptionBudget), or
         merges it into the one there when it changed since the operator last wrote it (an
         annotation holds a digest of what it wrote: the API server's defaults are not a
-        change). True when something was written."""
+        change); its labels, annotations, ownerReferences and spec are the rendered ones.
+        True when something was written."""
         desired = dict(body)
         metadata = dict(desired["metadata"])
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
@@ -179,7 +185,8 @@ class Kube:
         if (current.get("metadata", {}).get("annotations") or {}).get(APPLIED) == digest:
             return False
         patch = {"metadata": {"labels": metadata.get("labels", {}),
-                              "annotations": metadata["annotations"]},
+                              "annotations": metadata["annotations"],
+                              "ownerReferences": metadata.get("ownerReferences", [])},
                  "spec": desired["spec"]}  # fmt: skip
         await self._call("PATCH", f"{path}/{metadata['name']}", patch, content_type=_MERGE_PATCH)
         return True
@@ -229,7 +236,8 @@ def secret_values(secret: Mapping[str, Any]) -> dict[str, str]:
 
 
 def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
-    """An ownerReference to ``body`` (a Tenant): its children go when it goes."""
+    """An ownerReference to ``body`` (a Tenant, the platform's ConfigMap) as the controller
+    of what it owns: its children go when it goes."""
     metadata = body.get("metadata", {})
     return {
         "apiVersion": body.get("apiVersion"),

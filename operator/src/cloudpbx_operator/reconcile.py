@@ -16,7 +16,7 @@ import asyncio
 import datetime
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from cloudpbx_operator import render, workloads
 from cloudpbx_operator.apply import HostTaken, NameTaken, Publisher, provision
+from cloudpbx_operator.config import Platform
 from cloudpbx_operator.kube import ApiError, Kube, owner_reference
 from contracts.billing.store import BillingStore
 from contracts.keys import trunk_status_key
@@ -61,7 +62,7 @@ class Reconciler:
         billing: BillingStore,
         *,
         served: frozenset[str] | None = None,
-        platform: Mapping[str, Any] | None = None,
+        platform: Platform | None = None,
         clock: Callable[[], str] = now_text,
         password: Callable[[], str] = lambda: secrets.token_urlsafe(PASSWORD_BYTES),
     ) -> None:
@@ -70,6 +71,8 @@ class Reconciler:
         self.billing = billing
         self.served = served
         self.platform = platform
+        #: The ownerReference to the platform's ConfigMap, once read.
+        self._owner: dict[str, Any] | None = None
         self.clock = clock
         self.password = password
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -187,22 +190,38 @@ class Reconciler:
     async def _platform_workloads(self) -> None:
         if self.platform is None:
             return
-        for body in workloads.relay_objects(self.platform) + workloads.edge_objects(
-            self.platform, None
+        document, owner = self.platform.document, await self._platform_owner(self.platform)
+        for body in workloads.relay_objects(document, owner=owner) + workloads.edge_objects(
+            document, None, owner=owner
         ):
             if await self.kube.ensure(body):
                 log.info("%s %s written", body["kind"], body["metadata"]["name"])
         # the relay's other kind, if it was switched (DaemonSet, Deployment)
-        other = "Deployment" if self.platform["relay"]["kind"] == "DaemonSet" else "DaemonSet"
-        relay = workloads.name_of(self.platform["release"], "relay")
-        await self.kube.remove("apps/v1", other, self.platform["namespace"], relay)
+        other = "Deployment" if document["relay"]["kind"] == "DaemonSet" else "DaemonSet"
+        relay = workloads.name_of(document["release"], "relay")
+        await self.kube.remove("apps/v1", other, document["namespace"], relay)
+
+    async def _platform_owner(self, platform: Platform) -> dict[str, Any]:
+        """The ownerReference every workload carries: to the platform's ConfigMap, whose uid
+        is read once (the file the operator reads is its mounted copy)."""
+        if self._owner is None:
+            found = await self.kube.config_map(platform.namespace, platform.config_map)
+            if found is None or not found.get("metadata", {}).get("uid"):
+                where = f"{platform.namespace}/{platform.config_map}"
+                raise kopf.TemporaryError(
+                    f"ConfigMap {where} (the platform, owner of the workloads) not found",
+                    delay=RETRY_DELAY_S,
+                )
+            self._owner = owner_reference(found)
+        return self._owner
 
     async def _dedicated_edge(self, tenant: str, *, wanted: bool) -> None:
         """The edge Deployment, Service and budget of a tenant with ``isolation:
         dedicated``; removed when it no longer is, or is deleted."""
         if self.platform is None:
             return
-        for body in workloads.edge_objects(self.platform, tenant):
+        owner = await self._platform_owner(self.platform)
+        for body in workloads.edge_objects(self.platform.document, tenant, owner=owner):
             metadata = body["metadata"]
             if wanted:
                 written = await self.kube.ensure(body)

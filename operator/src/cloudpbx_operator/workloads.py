@@ -14,6 +14,15 @@ cloudpbx-operator`` (and ``cloudpbx.io/tenant`` for a dedicated edge), so that w
 longer wanted can be found and removed. The stores' URLs come from the Secrets the
 platform names, as environment variables the arguments refer to (``$(VAR)``), never as
 text in a spec. Pure: the platform document in, manifests out.
+
+Every object is owned (``ownerReferences``, controller) by the platform's ConfigMap, the
+spec it is rendered from: Kubernetes collects them when the platform goes (``helm
+uninstall``), and ``kubectl get`` names their controller. A dedicated edge is owned by the
+ConfigMap too, not by its Tenant: an owner must be in its dependent's namespace (the
+garbage collector takes an owner in another namespace for a missing one and deletes the
+dependent), and the edge must stay in the platform's namespace, beside the store Secrets
+it reads, which are never copied into tenants' namespaces. So a dedicated edge keeps its
+tenant's label and the Tenant's finalizer removes it.
 """
 
 from __future__ import annotations
@@ -49,14 +58,14 @@ def name_of(*parts: str) -> str:
 
 
 def render_workloads(
-    platform: Mapping[str, Any], dedicated: Sequence[str] = ()
+    platform: Mapping[str, Any], dedicated: Sequence[str] = (), *, owner: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
     """Every object the platform runs: the relay, the shared edge pool, and an edge for
-    each tenant in ``dedicated``."""
-    objects = relay_objects(platform)
-    objects += edge_objects(platform, None)
+    each tenant in ``dedicated``; ``owner``: the ownerReference to the platform's ConfigMap."""
+    objects = relay_objects(platform, owner=owner)
+    objects += edge_objects(platform, None, owner=owner)
     for tenant in dedicated:
-        objects += edge_objects(platform, tenant)
+        objects += edge_objects(platform, tenant, owner=owner)
     return objects
 
 
@@ -70,7 +79,7 @@ def relay_service(platform: Mapping[str, Any]) -> str:
     return f"{name}.{platform['namespace']}.svc:{relay['ngPort']}"
 
 
-def relay_objects(platform: Mapping[str, Any]) -> list[dict[str, Any]]:
+def relay_objects(platform: Mapping[str, Any], *, owner: Mapping[str, Any]) -> list[dict[str, Any]]:
     relay = platform["relay"]
     name = name_of(platform["release"], "relay")
     labels = _labels(platform, relay["podLabels"])
@@ -136,22 +145,22 @@ def relay_objects(platform: Mapping[str, Any]) -> list[dict[str, Any]]:
             "ports": [{"name": "ng", "port": relay["ngPort"], "protocol": "UDP"}],
         },
     }
-    return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": kind,
-            "metadata": _metadata(platform, name, labels),
-            "spec": spec,
-        },
-        service,
-        _budget(platform, name, labels, dict(relay["podLabels"]), relay["podDisruptionBudget"]),
-    ]
+    workload = {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": _metadata(platform, name, labels),
+        "spec": spec,
+    }
+    budget = _budget(platform, name, labels, dict(relay["podLabels"]), relay["podDisruptionBudget"])
+    return _owned([workload, service, budget], owner)
 
 
 # --- the edges -------------------------------------------------------------------------------
 
 
-def edge_objects(platform: Mapping[str, Any], tenant: str | None) -> list[dict[str, Any]]:
+def edge_objects(
+    platform: Mapping[str, Any], tenant: str | None, *, owner: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """The shared edge pool (``tenant`` None) or the edge dedicated to ``tenant``."""
     edge = platform["edge"]
     release = platform["release"]
@@ -219,11 +228,8 @@ def edge_objects(platform: Mapping[str, Any], tenant: str | None) -> list[dict[s
     if edge["service"].get("annotations"):
         metadata["annotations"] = dict(edge["service"]["annotations"])
     service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": service_spec}
-    return [
-        deployment,
-        service,
-        _budget(platform, name, labels, selector, edge["podDisruptionBudget"]),
-    ]
+    budget = _budget(platform, name, labels, selector, edge["podDisruptionBudget"])
+    return _owned([deployment, service, budget], owner)
 
 
 def _edge_args(platform: Mapping[str, Any], tenant: str | None) -> list[str]:
@@ -255,6 +261,13 @@ def _edge_args(platform: Mapping[str, Any], tenant: str | None) -> list[str]:
 
 def _labels(platform: Mapping[str, Any], own: Mapping[str, str]) -> dict[str, str]:
     return {**platform.get("labels", {}), **own, **MANAGED_BY}
+
+
+def _owned(objects: list[dict[str, Any]], owner: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``objects``, each with ``owner`` as its one ownerReference."""
+    for body in objects:
+        body["metadata"]["ownerReferences"] = [dict(owner)]
+    return objects
 
 
 def _metadata(platform: Mapping[str, Any], name: str, labels: Mapping[str, str]) -> dict[str, Any]:
