@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import json
 import os
@@ -107,6 +108,26 @@ class Operator:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def connections_to(self, port: int) -> int:
+        """The process's established TCP connections to ``port`` (from /proc: its socket
+        descriptors, found in the kernel's TCP tables)."""
+        assert self.process is not None
+        proc = Path(f"/proc/{self.process.pid}")
+        sockets = set()
+        for fd in (proc / "fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    sockets.add(target[len("socket:[") : -1])
+        count = 0
+        for table in ("tcp", "tcp6"):
+            for line in (proc / "net" / table).read_text().splitlines()[1:]:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                established = fields[3] == "01"
+                count += remote_port == port and established and fields[9] in sockets
+        return count
 
 
 class Lab:

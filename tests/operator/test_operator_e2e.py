@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import textwrap
 import time
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -16,7 +17,7 @@ from contracts.keys import SNAPSHOT_CHANNEL, domain_index_key, snapshot_notice, 
 from contracts.stores.url import open_store
 from contracts.trunk_status import TrunkStatus
 
-from .conftest import REDIS_URL, Lab
+from .conftest import POSTGRES_DSN, REDIS_URL, Lab
 
 
 def tenant_yaml(lab: Lab, *, extra_extension: bool = False, limits: str = "") -> str:
@@ -367,6 +368,31 @@ def test_a_dedicated_edge_is_owned_by_the_platform_and_removed_with_its_tenant(l
     for plural in ("deployments", "services", "poddisruptionbudgets"):
         assert lab.get_workload(plural, name) is None, plural
     assert lab.get_workload("deployments", "r1-edge") is not None  # the shared pool stays
+
+
+def test_without_its_configmap_yet_the_operator_waits_for_it_on_the_same_connections(
+    lab: Lab,
+) -> None:
+    """The workloads' owner is read at start; until it is there kopf retries the start,
+    which opens the stores only once (each retry used to open another Postgres pool)."""
+    config_map = lab.use_platform()
+    lab.kubectl("delete", "configmap", config_map["metadata"]["name"])
+    lab.operator.start()
+    lab.wait_for(
+        "two retries of the start",
+        lambda: (
+            lab.operator.output().count("(the platform, owner of the workloads) not found") >= 2
+        ),
+    )
+    assert lab.get_workload("deployments", "r1-edge") is None
+    port = urllib.parse.urlsplit(POSTGRES_DSN).port or 5432
+    assert lab.operator.connections_to(port) == 1  # the pool's one connection, kept
+
+    created = lab.use_platform()
+    edge = lab.wait_for("the shared edge", lambda: lab.get_workload("deployments", "r1-edge"))
+    assert edge["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    lab.apply(tenant_yaml(lab))
+    lab.wait_for("Ready for generation 1", lambda: lab.ready(1))
 
 
 def test_a_tenant_name_taken_in_another_namespace_is_refused_and_its_deletion_harmless(

@@ -64,17 +64,18 @@ def register(config: Config, registry: kopf.OperatorRegistry) -> None:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
         settings.posting.level = logging.WARNING
-        billing = await open_store(config.billing_url, pool_size=BILLING_POOL_SIZE)
-        await billing.migrate()
-        redis = Redis.from_url(config.redis_url)
-        reconciler = Reconciler(
-            Kube.connect(settings),
-            Publisher(redis),
-            billing,
-            served=config.served_namespaces,
-            platform=config.platform,
-        )
-        memo["reconciler"] = reconciler
+        reconciler = memo.get("reconciler")
+        if not isinstance(reconciler, Reconciler):  # not on kopf's retry of this handler
+            billing = await open_store(config.billing_url, pool_size=BILLING_POOL_SIZE)
+            await billing.migrate()
+            reconciler = Reconciler(
+                Kube.connect(settings),
+                Publisher(Redis.from_url(config.redis_url)),
+                billing,
+                served=config.served_namespaces,
+                platform=config.platform,
+            )
+            memo["reconciler"] = reconciler
         await reconciler.platform_workloads()
 
     @kopf.on.cleanup(id="stop", registry=registry)
