@@ -152,6 +152,25 @@ class Lab:
             CLOUDPBX_TRUNK_STATUS_INTERVAL_S="0.5",
         )
         self.operator = Operator(env, tmp_path / "operator.log")
+        #: Further operator processes (:meth:`replica`), stopped at the end as well.
+        self.replicas: list[Operator] = []
+        #: Tenant names and domains whose keys Redis is cleaned of at the end.
+        self.tenants = [(self.tenant, self.domain)]
+
+    def replica(self, pod: str) -> Operator:
+        """Another operator process with :attr:`operator`'s environment as it is now, as
+        the pod ``pod`` of the chart's Deployment."""
+        replica = Operator(
+            dict(self.operator.env, CLOUDPBX_POD_NAME=pod), self.tmp_path / f"{pod}.log"
+        )
+        self.replicas.append(replica)
+        return replica
+
+    def another_tenant(self) -> tuple[str, str]:
+        """A further tenant's name and domain, for this test only."""
+        tenant = f"acme-{uuid.uuid4().hex[:6]}"
+        self.tenants.append((tenant, f"{tenant}.cloudpbx.test"))
+        return self.tenants[-1]
 
     def use_platform(self, namespace: str | None = None) -> dict[str, Any]:
         """Gives the operator the chart's platform configuration, for ``namespace`` (the
@@ -243,9 +262,9 @@ class Lab:
                 )
             time.sleep(0.1)
 
-    def ready(self, generation: int) -> dict[str, Any] | None:
-        """The Tenant's status once Ready=True for ``generation``."""
-        tenant = self.get("tenants", self.tenant) or {}
+    def ready(self, generation: int, name: str | None = None) -> dict[str, Any] | None:
+        """The Tenant's (the test's, or ``name``) status once Ready=True for ``generation``."""
+        tenant = self.get("tenants", name or self.tenant) or {}
         status = tenant.get("status") or {}
         ready = [c for c in status.get("conditions", []) if c.get("type") == "Ready"]
         if (
@@ -281,10 +300,12 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         try:
             yield made
         finally:
-            made.operator.stop()
+            for operator in (made.operator, *made.replicas):
+                operator.stop()
             from contracts.keys import domain_index_key, snapshot_key
 
-            made.redis.delete(snapshot_key(made.tenant))
-            made.redis.hdel(domain_index_key(), made.domain)
+            for tenant, domain in made.tenants:
+                made.redis.delete(snapshot_key(tenant))
+                made.redis.hdel(domain_index_key(), domain)
             made.redis.close()
             asyncio.run(schema_sql(f"DROP SCHEMA {schema} CASCADE"))

@@ -13,7 +13,14 @@ import pytest
 import yaml
 
 from cloudpbx_operator import render
-from cloudpbx_operator.config import Config, ConfigError, from_env, parse_platform
+from cloudpbx_operator.config import (
+    Config,
+    ConfigError,
+    Peering,
+    from_env,
+    parse_platform,
+    pod_priority,
+)
 from contracts.snapshot import TenantSnapshot
 from contracts.trunk_status import TrunkStatus
 from sipedge.tenants import load_manifest_folder
@@ -245,6 +252,33 @@ def test_config_from_the_environment() -> None:
         from_env(env | {"CLOUDPBX_TRUNK_STATUS_INTERVAL_S": "soon"})
     with pytest.raises(ConfigError, match="CLOUDPBX_LOG_LEVEL must be one of"):
         from_env(env | {"CLOUDPBX_LOG_LEVEL": "loud"})
+
+
+def test_peering_gives_each_pod_a_priority_of_its_own() -> None:
+    """kopf pauses every replica of an equal priority: each pod's comes from its name."""
+    env = {"CLOUDPBX_REDIS_URL": "redis://r", "CLOUDPBX_BILLING_URL": "postgresql://p/db"}
+    assert from_env(env).peering is None  # standalone: one replica
+    pod = "r1-cloudpbx-operator-5d8f7c9b6-x2k4q"
+    peering = from_env(
+        env | {"CLOUDPBX_PEERING": "r1-cloudpbx-operator", "CLOUDPBX_POD_NAME": pod}
+    ).peering
+    assert peering == Peering("r1-cloudpbx-operator", pod_priority(pod), 60, pod)
+    assert 0 <= pod_priority(pod) < 2**31
+    assert pod_priority(pod) == pod_priority(pod)  # the same after a container restart
+    others = {pod_priority(f"r1-cloudpbx-operator-5d8f7c9b6-{n:05d}") for n in range(1000)}
+    assert len(others) == 1000
+    given = from_env(env | {"CLOUDPBX_PEERING": "p", "CLOUDPBX_PEERING_PRIORITY": "-5",
+                            "CLOUDPBX_PEERING_LIFETIME_S": "15"})  # fmt: skip
+    assert given.peering == Peering("p", -5, 15, None)
+    faults = [
+        ({}, "needs CLOUDPBX_PEERING_PRIORITY or CLOUDPBX_POD_NAME"),
+        ({"CLOUDPBX_PEERING_PRIORITY": "high"}, "must be a whole number"),
+        ({"CLOUDPBX_POD_NAME": pod, "CLOUDPBX_PEERING_LIFETIME_S": "2.5"}, "whole number"),
+        ({"CLOUDPBX_POD_NAME": pod, "CLOUDPBX_PEERING_LIFETIME_S": "0"}, "must be above 1"),
+    ]
+    for extra, message in faults:
+        with pytest.raises(ConfigError, match=message):
+            from_env(env | {"CLOUDPBX_PEERING": "p"} | extra)
 
 
 def test_the_charts_platform_configuration_decides_which_namespaces_are_served() -> None:

@@ -28,9 +28,18 @@ def main() -> None:
     if config.log_level == "error":
         logging.getLogger().setLevel(logging.ERROR)
     port = config.health_port
+    peering = config.peering
+    if peering is not None and peering.identity:
+        # kopf names this replica in the peering object after $POD_ID when it is set.
+        os.environ.setdefault("POD_ID", peering.identity)
     kopf.run(
         registry=registry,
-        standalone=True,
+        # Without peering the operator must be alone; with it, the replicas take turns
+        # (kopf peers through a ClusterKopfPeering when it watches every namespace, else a
+        # KopfPeering in the namespace it watches).
+        standalone=peering is None,
+        peering_name=peering.name if peering is not None else None,
+        priority=peering.priority if peering is not None else None,
         clusterwide=not config.watched_namespaces,
         namespaces=config.watched_namespaces,
         # The kubelet probes the pod's address: all interfaces, inside the pod.

@@ -14,12 +14,18 @@
 * ``CLOUDPBX_LOG_LEVEL``: debug, info (default), warning or error.
 * ``CLOUDPBX_TRUNK_STATUS_INTERVAL_S``: how often Trunk statuses are refreshed from what the
   edges report (default 10 s).
+* ``CLOUDPBX_PEERING``: the name of kopf's peering object, for more than one replica
+  (:class:`Peering`); without it the operator runs standalone and must be alone.
+  ``CLOUDPBX_PEERING_PRIORITY`` sets the replica's priority, else it comes from
+  ``CLOUDPBX_POD_NAME`` (one of the two is required), and
+  ``CLOUDPBX_PEERING_LIFETIME_S`` how long a replica's keep-alive holds (default 60 s).
 
 Pure: the environment comes in as a mapping and the platform file as its text.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +36,8 @@ DEFAULT_TRUNK_STATUS_INTERVAL_S = 10.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
 #: The platform configuration's format this operator reads.
 PLATFORM_VERSION = 1
+#: kopf's own lifetime of a peer's keep-alive.
+DEFAULT_PEERING_LIFETIME_S = 60
 
 
 class ConfigError(ValueError):
@@ -50,6 +58,27 @@ class Platform:
 
 
 @dataclass(frozen=True, slots=True)
+class Peering:
+    """kopf's peering of the operator's replicas: each keeps its entry (priority, last seen)
+    in the peering object ``name`` fresh, and any replica that sees a live one of higher
+    priority pauses (no watching, no handlers, no timers) until that one has gone; a replica
+    that stops says so, one that dies is taken for dead ``lifetime_s`` after its last
+    keep-alive. Replicas of equal priority would all pause, so each pod's differs."""
+
+    name: str
+    priority: int
+    lifetime_s: int = DEFAULT_PEERING_LIFETIME_S
+    #: The replica's name in the peering object (kopf's default when None).
+    identity: str | None = None
+
+
+def pod_priority(pod: str) -> int:
+    """A replica's priority from its pod's name: distinct for distinct pods (31 bits of a
+    hash, so two replicas agree on one by a chance of one in two thousand million)."""
+    return int.from_bytes(hashlib.sha256(pod.encode()).digest()[:4], "big") >> 1
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     redis_url: str
     billing_url: str
@@ -58,6 +87,7 @@ class Config:
     trunk_status_interval_s: float = DEFAULT_TRUNK_STATUS_INTERVAL_S
     health_port: int | None = None
     log_level: str = "info"
+    peering: Peering | None = None
 
     @property
     def watched_namespaces(self) -> tuple[str, ...]:
@@ -104,7 +134,37 @@ def from_env(env: Mapping[str, str], platform_text: str | None = None) -> Config
         or DEFAULT_TRUNK_STATUS_INTERVAL_S,
         health_port=int(_number(env, "CLOUDPBX_HEALTH_PORT", 0, 65535) or 0) or None,
         log_level=level,
+        peering=_peering(env),
     )
+
+
+def _peering(env: Mapping[str, str]) -> Peering | None:
+    name = env.get("CLOUDPBX_PEERING", "").strip()
+    if not name:
+        return None
+    pod = env.get("CLOUDPBX_POD_NAME", "").strip() or None
+    priority = _integer(env, "CLOUDPBX_PEERING_PRIORITY")
+    if priority is None:
+        if pod is None:
+            raise ConfigError(
+                "CLOUDPBX_PEERING needs CLOUDPBX_PEERING_PRIORITY or CLOUDPBX_POD_NAME "
+                "(replicas of equal priority all pause)"
+            )
+        priority = pod_priority(pod)
+    lifetime = _number(env, "CLOUDPBX_PEERING_LIFETIME_S", 1, 3600)
+    if lifetime is not None and lifetime != int(lifetime):
+        raise ConfigError("CLOUDPBX_PEERING_LIFETIME_S must be a whole number of seconds")
+    return Peering(name, priority, int(lifetime or DEFAULT_PEERING_LIFETIME_S), pod)
+
+
+def _integer(env: Mapping[str, str], name: str) -> int | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {text!r}") from None
 
 
 def _number(env: Mapping[str, str], name: str, low: float, high: float) -> float | None:

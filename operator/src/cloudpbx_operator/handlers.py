@@ -8,6 +8,11 @@
 * Trunk or DialPlan created, changed or deleted → reconcile the tenant it names (both,
   when ``spec.tenant`` moved). No finalizers on them: their deletion is only noticed.
 * Every Trunk, every few seconds → copy the registration state the edges report.
+* Start-up (every replica) → open the stores, create kopf's peering object when it is
+  missing, write the relay and shared edge workloads (no change when they are as
+  rendered). With peering, kopf keeps all replicas but the one of highest priority paused:
+  no watching, no handlers, no timers; when that one stops or dies, the next resumes and
+  reconciles every Tenant it finds.
 
 kopf keeps its own bookkeeping in annotations under ``cloudpbx.io`` and leaves ``status``
 to the operator; no handler returns a value (kopf would write it into the status).
@@ -18,15 +23,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import kopf
 from redis.asyncio import Redis
 
 from cloudpbx_operator.apply import Publisher
 from cloudpbx_operator.config import Config
-from cloudpbx_operator.kube import Kube
-from cloudpbx_operator.reconcile import Reconciler
+from cloudpbx_operator.kube import ApiError, Kube
+from cloudpbx_operator.reconcile import RETRY_DELAY_S, Reconciler
 from cloudpbx_operator.render import GROUP, VERSION
 from contracts.stores.url import open_store
+
+log = logging.getLogger("cloudpbx_operator")
 
 FINALIZER = f"{GROUP}/finalizer"
 RESYNC_S = 60.0
@@ -76,6 +84,9 @@ def register(config: Config, registry: kopf.OperatorRegistry) -> None:
                 platform=config.platform,
             )
             memo["reconciler"] = reconciler
+        if config.peering is not None:
+            settings.peering.lifetime = config.peering.lifetime_s
+            await _peering(reconciler.kube, config)
         await reconciler.platform_workloads()
 
     @kopf.on.cleanup(id="stop", registry=registry)
@@ -118,6 +129,20 @@ def register(config: Config, registry: kopf.OperatorRegistry) -> None:
         namespace: str | None, body: kopf.Body, memo: Any, **_: Any
     ) -> None:
         await reconciler(memo).trunk_status(_ns(namespace), dict(body))
+
+
+async def _peering(kube: Kube, config: Config) -> None:
+    """kopf's peering object, created when missing (replicas wait for it, paused)."""
+    assert config.peering is not None
+    # kopf peers through the cluster's object when it watches every namespace
+    namespace = config.watched_namespaces[0] if config.watched_namespaces else None
+    try:
+        if await kube.ensure_peering(config.peering.name, namespace):
+            log.info("created kopf's peering object %s", config.peering.name)
+    except (ApiError, aiohttp.ClientError) as exc:
+        raise kopf.TemporaryError(
+            f"kopf's peering object {config.peering.name}: {exc!r}", delay=RETRY_DELAY_S
+        ) from None
 
 
 def _tenants(*bodies: Any) -> list[str]:

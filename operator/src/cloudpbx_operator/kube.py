@@ -1,6 +1,7 @@
 """The few Kubernetes API calls the operator makes beside kopf's own watching: read the
 Tenant, list its Trunks and DialPlans, read Secrets, create the tenant's credentials
-Secret, write statuses, run the edge and relay workloads.
+Secret, write statuses, read the platform's ConfigMap, run the edge and relay workloads,
+and create kopf's peering object when it is missing.
 
 A thin aiohttp client over the credentials kopf's own login functions find (the
 service account in a pod, ``$KUBECONFIG`` or ``~/.kube/config`` elsewhere): the generated
@@ -164,6 +165,29 @@ class Kube:
     async def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._call("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
 
+    # --- kopf's peering ---
+
+    async def ensure_peering(self, name: str, namespace: str | None) -> bool:
+        """Creates kopf's peering object ``name`` when it is missing: a ClusterKopfPeering
+        (``namespace`` None: the operator watches every namespace) or a KopfPeering in
+        ``namespace``. kopf keeps replicas paused until it sees that object, and a chart
+        cannot hold it beside its CRD (Helm maps every object to a served kind before it
+        creates any). True when this call created it."""
+        if namespace is None:
+            path, kind = f"/apis/{PEERING_API}/clusterkopfpeerings", "ClusterKopfPeering"
+        else:
+            path, kind = f"/apis/{PEERING_API}/namespaces/{namespace}/kopfpeerings", "KopfPeering"
+        if await self._call("GET", f"{path}/{name}") is not None:
+            return False
+        body = {"apiVersion": PEERING_API, "kind": kind, "metadata": {"name": name}}
+        try:
+            await self._call("POST", path, body)
+        except ApiError as exc:
+            if exc.status != 409:  # 409: another replica created it first
+                raise
+            return False
+        return True
+
     # --- workloads ---
 
     async def ensure(self, body: Mapping[str, Any]) -> bool:
@@ -180,7 +204,12 @@ class Kube:
         path = _workload_path(desired["apiVersion"], desired["kind"], metadata["namespace"])
         current = await self._call("GET", f"{path}/{metadata['name']}")
         if current is None:
-            await self._call("POST", path, desired)
+            try:
+                await self._call("POST", path, desired)
+            except ApiError as exc:
+                if exc.status != 409:  # 409: another replica, starting too, wrote it first
+                    raise  # (rendered from the same ConfigMap: the same object)
+                return False
             return True
         if (current.get("metadata", {}).get("annotations") or {}).get(APPLIED) == digest:
             return False
@@ -204,6 +233,8 @@ class Kube:
         return True
 
 
+#: The API of kopf's peering objects (its current group; zalando.org is its old one).
+PEERING_API = "kopf.dev/v1"
 #: The annotation with the digest of what the operator last wrote into a workload.
 APPLIED = "cloudpbx.io/applied"
 _WORKLOADS = {
