@@ -42,6 +42,7 @@ BAD_FILES = sorted(BAD_VALUES.glob("*.yaml"))
 KUBERNETES_VERSION = "1.34.0"
 FULLNAME = f"{RELEASE}-cloudpbx"
 GOLDEN_PLATFORM = Path(__file__).resolve().parent / "data" / "platform.yaml"
+PEERING_CRD = CHART / "files" / "kopf" / "clusterkopfpeerings.kopf.dev.yaml"
 
 
 def values_schema() -> Object:
@@ -170,8 +171,10 @@ def _crds(values: str) -> list[Object]:
 
 
 def test_crds_are_rendered_from_the_plain_files_and_kept() -> None:
+    """Tenant, Trunk and DialPlan, and kopf's ClusterKopfPeering beside them."""
     rendered = {crd["metadata"]["name"]: crd for crd in _crds("default")}
-    files = [yaml.safe_load(path.read_text()) for path in sorted(CRD_FILES.glob("*.yaml"))]
+    paths = [*sorted(CRD_FILES.glob("*.yaml")), PEERING_CRD]
+    files = [yaml.safe_load(path.read_text()) for path in paths]
     assert sorted(rendered) == sorted(crd["metadata"]["name"] for crd in files)
     for crd in files:
         assert rendered[crd["metadata"]["name"]]["spec"] == crd["spec"]
@@ -215,11 +218,19 @@ def _rules(role: Object) -> set[tuple[str, str, str]]:
     }
 
 
-def test_cluster_wide_the_operator_gets_its_resources_namespaces_and_events() -> None:
+def test_cluster_wide_the_operator_gets_its_resources_namespaces_events_and_peering() -> None:
     role = one(render(), "ClusterRole")
     read_write = {"get", "list", "watch", "patch", "update"}
     kinds = ("tenants", "trunks", "dialplans")
+    named = [rule for rule in role["rules"] if "resourceNames" in rule]
+    # kopf's peering: its own ClusterKopfPeering to read and keep alive in, by name
+    assert named == [
+        {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"],
+         "resourceNames": [f"{FULLNAME}-operator"], "verbs": ["get", "patch"]},
+    ]  # fmt: skip
+    role = {"rules": [rule for rule in role["rules"] if rule not in named]}
     assert _rules(role) == {
+        *(("kopf.dev", "clusterkopfpeerings", verb) for verb in ("list", "watch", "create")),
         *(("cloudpbx.io", kind, verb) for kind in kinds for verb in read_write),
         *(
             ("cloudpbx.io", f"{kind}/status", verb)
@@ -358,6 +369,24 @@ def test_a_trial_bundles_postgres_and_redis_from_official_images() -> None:
 def test_production_pins_the_operator_image_by_digest() -> None:
     [container] = _operator("production")["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "cloudpbx/operator:0.1.0@sha256:" + "0123456789abcdef" * 4
+
+
+def test_the_operators_replicas_take_turns_by_kopfs_peering() -> None:
+    """One ClusterKopfPeering (the operator watches every namespace, so kopf peers
+    cluster-wide; the operator creates the object: a chart cannot hold it beside its CRD),
+    named as the ClusterRole is, each pod's priority from its name."""
+    for values in ("default", "operator-ha"):
+        [container] = _operator(values)["spec"]["template"]["spec"]["containers"]
+        env = _env(container)
+        assert env["CLOUDPBX_PEERING"] == f"{FULLNAME}-operator"
+        assert env["CLOUDPBX_PEERING_LIFETIME_S"] == "60"
+        assert env["CLOUDPBX_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert _operator("operator-ha")["spec"]["replicas"] == 2
+    crd = one(render(), "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
+    assert (crd["spec"]["group"], crd["spec"]["scope"]) == ("kopf.dev", "Cluster")
+    assert crd["spec"]["names"]["kind"] == "ClusterKopfPeering"
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert find(render("crds-off"), "CustomResourceDefinition") == []
 
 
 def test_more_operators_are_kept_from_being_drained_together() -> None:

@@ -66,6 +66,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* kopf's ClusterKopfPeering of the operator's replicas (cluster-scoped, like the ClusterRole). */}}
+{{- define "cloudpbx.peering" -}}
+{{- printf "%s-operator" (include "cloudpbx.fullname" .) -}}
+{{- end -}}
+
 {{- define "cloudpbx.platformConfigMap" -}}
 {{- printf "%s-platform" (include "cloudpbx.fullname" .) -}}
 {{- end -}}
