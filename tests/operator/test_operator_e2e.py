@@ -84,6 +84,8 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
     }  # fmt: skip
     assert condition(status, "Provisioned")["status"] == "True"
     assert condition(status, "Ready")["observedGeneration"] == 1
+    plan = lab.wait_for("the DialPlan's status", lambda: dial_plan_ready(lab, "out"))
+    assert (plan["rules"], condition(plan, "Ready")["reason"]) == (1, "Published")
 
     # the extension without a Secret got a generated password, in a Secret the Tenant owns
     generated = lab.secret_values(f"{lab.tenant}-sip-credentials")
@@ -227,7 +229,28 @@ def test_an_invalid_spec_is_a_status_naming_the_field_then_fixed(lab: Lab) -> No
     lab.apply(tenant_yaml(lab))
     status = lab.wait_for("Ready for generation 2", lambda: lab.ready(2))
     assert status["snapshotVersion"] == 1
+
+    # a DialPlan that does not compile: its own status says why, the tenant's too
+    lab.apply(trunk_yaml(lab).replace('prefix: "0"', 'regex: "("'))
+
+    def plan_refused() -> dict[str, Any] | None:
+        status = (lab.get("dialplans", "out") or {}).get("status") or {}
+        conditions = status.get("conditions") or [{}]
+        return status if conditions[0].get("reason") == "InvalidSpec" else None
+
+    plan = lab.wait_for("the DialPlan refused", plan_refused)
+    assert "DialPlan out, rule 'pstn' match.regex" in condition(plan, "Ready")["message"]
+    ready = condition((lab.get("tenants", lab.tenant) or {})["status"], "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert (lab.snapshot() or {})["version"] == 1  # the last good one keeps serving
     assert lab.operator.output().count("Traceback") == 0
+
+
+def dial_plan_ready(lab: Lab, name: str) -> dict[str, Any] | None:
+    """The DialPlan's status once it is Ready=True."""
+    status = (lab.get("dialplans", name) or {}).get("status") or {}
+    ready = [c for c in status.get("conditions", []) if c.get("type") == "Ready"]
+    return status if ready and ready[0]["status"] == "True" else None
 
 
 def test_killed_mid_reconcile_a_new_operator_converges_without_duplicates(lab: Lab) -> None:

@@ -205,6 +205,37 @@ def test_tenant_status_counts_what_is_served() -> None:
     assert status["conditions"][0]["message"] == "snapshot version 9 serves acme.example, 127.0.0.2"
 
 
+def test_a_dial_plan_says_whether_it_is_served_and_whose_fault_it_is_when_not() -> None:
+    plans = {d["metadata"]["name"]: d for d in documents() if d["kind"] == "DialPlan"}
+    served = rendered(documents())
+    assert isinstance(served, TenantSnapshot)
+
+    def ready(outcome: object, version: int | None = None, plan: str = "out") -> tuple[Any, ...]:
+        status = render.dial_plan_status(plans[plan], outcome, version=version, now="T")  # type: ignore[arg-type]
+        (condition,) = status["conditions"]
+        return status.get("rules"), condition["status"], condition["reason"], condition["message"]
+
+    assert ready(served, 9) == (1, "True", "Published", "in Tenant acme's snapshot version 9")
+    assert ready(served) == (None, "Unknown", "Pending", "Tenant acme is not published yet")
+    assert ready(None) == (None, "False", "TenantNotFound", "no Tenant acme here")
+
+    broken = [
+        dict(d)
+        for d in yaml.safe_load_all(
+            MANIFESTS.replace('pstn, match: {prefix: "0"}', 'pstn, match: {regex: "("}')
+        )
+    ]
+    problem = rendered(broken)
+    assert isinstance(problem, render.Problem)
+    assert (problem.kind, problem.name) == ("DialPlan", "out")
+    rules, status, reason, message = ready(problem)
+    assert (rules, status, reason) == (None, "False", "InvalidSpec")
+    assert message.startswith("DialPlan out, rule 'pstn' match.regex: ")
+    _, status, reason, message = ready(problem, plan="inbound")  # not its fault
+    assert (status, reason) == ("False", "TenantNotReady")
+    assert message.startswith("Tenant acme: DialPlan out, rule 'pstn' match.regex: ")
+
+
 def test_trunk_status_shows_what_the_edge_reports_or_that_nobody_does() -> None:
     trunk: dict[str, Any] = {"metadata": {"name": "carrier-a", "generation": 2}}
     report = TrunkStatus("Failed", 403, "Forbidden", 3, "edge-1/7", 1_790_000_000.5)

@@ -16,6 +16,7 @@ routed by two trunks) and never shows a password. Pure: no I/O.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -92,8 +93,10 @@ def attach_objects(
         )
     try:
         dialplan.compile_dial_plans(dial_plans, tenant=snapshot.name, trunks=set(passwords))
-    except ManifestError as exc:
-        raise ObjectError(dialplan.KIND, None, None, "", str(exc)) from None
+    except ManifestError as exc:  # its path names the plan at fault (when it is one)
+        at_fault = _PLAN_IN_PATH.match(exc.path)
+        name = at_fault.group(1) if at_fault is not None else None
+        raise ObjectError(dialplan.KIND, None, name, "", str(exc)) from None
     try:
         return replace(
             snapshot,
@@ -104,6 +107,10 @@ def attach_objects(
     except SnapshotError as exc:  # across objects: a DID routed by two trunks
         kind = dialplan.KIND if exc.path.startswith("dial_plan") else trunk.KIND
         raise ObjectError(kind, None, None, "", exc.message) from None
+
+
+#: ``DialPlan out, rule 'pstn' match.regex``: the plan a dial-plan fault is in.
+_PLAN_IN_PATH = re.compile(rf"{dialplan.KIND} ([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\b")
 
 
 def _password(

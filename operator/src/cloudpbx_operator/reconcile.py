@@ -101,8 +101,9 @@ class Reconciler:
 
     async def _tenant(self, namespace: str, name: str, *, deleting: bool) -> None:
         body = await self.kube.get(namespace, "tenants", name)
-        if body is None:
-            return  # gone already: nothing to serve, nothing to write
+        if body is None:  # gone already (or never there): only its DialPlans say so
+            await self._dial_plan_statuses(namespace, name, None, None)
+            return
         deleting = deleting or bool(body.get("metadata", {}).get("deletionTimestamp"))
         if self.served is not None and namespace not in self.served:
             if not deleting:  # never served: nothing to disable
@@ -112,6 +113,7 @@ class Reconciler:
         if deleting:
             if await self._disable(name, body["metadata"].get("uid", ""), outcome):
                 await self._dedicated_edge(name, wanted=False)
+            await self._dial_plan_statuses(namespace, name, None, None)
         elif isinstance(outcome, render.Problem):
             log.warning("Tenant %s/%s cannot be served: %s", namespace, name, outcome.message)
             await self._refuse(namespace, body, outcome)
@@ -291,6 +293,7 @@ class Reconciler:
         status = render.tenant_status(
             body, outcome, provisioned=provisioned, version=version, now=self.clock()
         )
+        await self._dial_plan_statuses(namespace, body["metadata"]["name"], outcome, version)
         current = body.get("status") or {}
         if render.merged(current, status) == current:
             return
@@ -298,6 +301,21 @@ class Reconciler:
         if isinstance(outcome, render.Problem):  # an Event too, once: kubectl describe shows it
             raw = cast("kopf.RawBody", body)  # an object as the API server gave it
             kopf.warn(kopf.Body(raw), reason=outcome.reason, message=outcome.message)
+
+    async def _dial_plan_statuses(
+        self,
+        namespace: str,
+        tenant: str,
+        outcome: TenantSnapshot | render.Problem | None,
+        version: int | None,
+    ) -> None:
+        """Each DialPlan of ``tenant`` says whether it is served (None: no such Tenant)."""
+        for plan in render.tenant_objects(await self.kube.list(namespace, "dialplans"), tenant):
+            status = render.dial_plan_status(plan, outcome, version=version, now=self.clock())
+            current = plan.get("status") or {}
+            if render.merged(current, status) != current:
+                name = plan["metadata"]["name"]
+                await self.kube.patch_status(namespace, "dialplans", name, status)
 
     async def trunk_status(self, namespace: str, body: dict[str, Any]) -> None:
         """Copy the registration state the edges report for this Trunk into its status."""

@@ -49,10 +49,13 @@ def credentials_secret(tenant: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Why a tenant cannot be served: ``message`` names the object and the field."""
+    """Why a tenant cannot be served: ``message`` names the object and the field;
+    ``kind`` and ``name``, the Trunk or DialPlan at fault, when it is one of them."""
 
     reason: str
     message: str
+    kind: str = ""
+    name: str = ""
 
 
 # --- credentials -----------------------------------------------------------------------------
@@ -133,7 +136,7 @@ def render_snapshot(
     try:
         return compile_tenant_objects(tenant, trunks, dial_plans, secrets)
     except ObjectError as exc:
-        return Problem(INVALID_SPEC, describe(exc))
+        return Problem(INVALID_SPEC, describe(exc), exc.kind, exc.name or "")
     except ManifestError as exc:
         return Problem(INVALID_SPEC, f"Tenant {_name(tenant)}: {exc}")
 
@@ -250,6 +253,41 @@ def outage_status(tenant: Mapping[str, Any], message: str, *, now: str) -> dict[
     ready = Condition("Ready", False, STORE_UNAVAILABLE, message)
     generation = _generation(tenant)
     status["conditions"] = conditions(old, [ready, *others], generation=generation, now=now)
+    return status
+
+
+def dial_plan_status(
+    plan: Mapping[str, Any],
+    outcome: TenantSnapshot | Problem | None,
+    *,
+    version: int | None,
+    now: str,
+) -> dict[str, Any]:
+    """A DialPlan's ``status``: ``Ready`` when its tenant's snapshot with it is published
+    (and how many rules it compiled to), else why not: the plan's own fault, its
+    tenant's (another object's), or no such Tenant (``outcome`` None)."""
+    name, tenant = _name(plan) or "", plan.get("spec", {}).get("tenant", "")
+    status: dict[str, Any] = {"observedGeneration": _generation(plan)}
+    if outcome is None:
+        ready = Condition("Ready", False, "TenantNotFound", f"no Tenant {tenant} here")
+    elif isinstance(outcome, Problem):
+        own = outcome.kind == "DialPlan" and outcome.name == name
+        reason = outcome.reason if own else "TenantNotReady"
+        message = outcome.message if own else f"Tenant {tenant}: {outcome.message}"
+        ready = Condition("Ready", False, reason, message)
+    elif version is None:
+        ready = Condition("Ready", None, "Pending", f"Tenant {tenant} is not published yet")
+    else:
+        compiled = {p.name: p for p in outcome.dial_plans.plans}.get(name)
+        status["rules"] = len(compiled.rules) if compiled is not None else 0
+        ready = Condition(
+            "Ready", True, "Published", f"in Tenant {tenant}'s snapshot version {version}"
+        )
+    previous = plan.get("status")
+    old = previous.get("conditions") if isinstance(previous, Mapping) else None
+    status["conditions"] = conditions(
+        old, [ready], generation=status["observedGeneration"], now=now
+    )
     return status
 
 
