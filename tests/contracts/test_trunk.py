@@ -41,7 +41,10 @@ def test_the_defaults() -> None:
         username="4930555", auth_username="4930555",
         password=SecretRef("carrier-a", "password"), register=True, expires_s=3600,
         from_user="4930555", from_domain="sip.carrier.example", caller_id="trunk",
+        srv=True,  # a name without a port: located by its SRV records
     )  # fmt: skip
+    assert not compile_trunk(manifest(port=5060), tenant="acme").srv
+    assert not compile_trunk(manifest(host="192.0.2.5"), tenant="acme").srv
     assert (trunk.registrar, trunk.aor) == (
         "sip:sip.carrier.example",
         "sip:4930555@sip.carrier.example",

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import PASSWORDS, EdgeFactory, EdgeProc, write_tenant
+from .dns_zone import DnsZone
 from .provider import Provider, provider_scenario, pstn_call, pstn_uas, traced_messages
 from .test_prepaid_calls import cdrs_and_balance, top_up
 
@@ -68,8 +69,12 @@ def trunk_manifest(
     register: bool = False,
     did: str = "",
     codecs: str = "",
+    srv_host: str = "",
 ) -> str:
+    """``srv_host``: the trunk names that host, without a port (located by SRV)."""
     policy = caller_id or "{policy: trunk}"
+    host = srv_host or provider.host
+    port = "" if srv_host else f"port: {provider.port}"
     dids = f'["+{did}"]' if did else "[]"
     registers = "{enabled: true, expires: 60}" if register else "{enabled: false}"
     return textwrap.dedent(f"""
@@ -78,8 +83,8 @@ def trunk_manifest(
         metadata: {{name: {name}}}
         spec:
           tenant: {tenant}
-          host: {provider.host}
-          port: {provider.port}
+          host: {host}
+          {port}
           username: {provider.username}
           password: {{file: {name}.password}}
           register: {registers}
@@ -122,6 +127,7 @@ def start_with_trunks(
     register: bool = False,
     no_answer_s: int = 30,
     codecs: str = "",
+    srv_host: str = "",
 ) -> EdgeProc:
     tenant = f"tr{secrets.token_hex(3)}"
 
@@ -140,6 +146,7 @@ def start_with_trunks(
                 register=register,
                 did=DID if index == 0 else "",
                 codecs=codecs,
+                srv_host=srv_host,
             )
             for index, (name, provider) in enumerate(providers.items())
         ]
@@ -295,6 +302,35 @@ def test_a_call_out_is_rated_and_charged_to_the_prepaid_tenant(
         assert balance == 1_000_000 - cdr.amount_micros
     finally:
         caller.close()
+
+
+def test_a_provider_named_without_a_port_is_found_by_its_srv_records(
+    edge_factory: EdgeFactory, provider: Provider, tmp_path: Path
+) -> None:
+    """RFC 3263 §4.2: the trunk names carrier.test and no port; the edge asks the DNS
+    server (--dns-server) for _sip._udp.carrier.test, which points at the provider's
+    port, and the call goes out there; the provider's INVITE back to a DID is recognised
+    as the trunk's at that address."""
+    records = {
+        ("_sip._udp.carrier.test", "SRV"): [f"10 0 {provider.port} sip1.carrier.test."],
+        ("sip1.carrier.test", "A"): [provider.host],
+    }
+    with DnsZone(records) as zone:
+        edge = start_with_trunks(
+            edge_factory,
+            {"carrier-a": provider},
+            srv_host="carrier.test",
+            extra_args=("--dns-server", zone.server),
+        )
+        caller = caller_phone(edge)
+        try:
+            with pstn_uas(provider, tmp_path) as uas:
+                talk(caller, edge, "0301234567")
+                assert uas.wait().ok
+        finally:
+            caller.close()
+        assert ("_sip._udp.carrier.test.", "SRV") in zone.queries
+    assert [i.status for i in provider.invites() if i.method == "INVITE"] == [407, None]
 
 
 def test_a_trunk_answering_503_fails_over_to_the_next(

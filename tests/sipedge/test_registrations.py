@@ -32,6 +32,7 @@ from sipedge.sip.digest import DigestServer, Verdict, ha1
 from sipedge.sip.message import Request, Response, make_response
 from sipedge.sip.transaction import ClientKey, Peer, TimedOut, Timer
 from sipedge.trunking import (
+    Hop,
     Register,
     State,
     Status,
@@ -119,17 +120,17 @@ def test_the_machine_knows_our_contact_as_a_uri_and_the_digest_user() -> None:
 @pytest.mark.parametrize(
     ("spec", "hop"),
     [
-        ({}, ("sip.carrier.example", 5060, "UDP")),
-        ({"port": 5080, "transport": "tcp"}, ("sip.carrier.example", 5080, "TCP")),
-        ({"outboundProxy": "sip:edge.carrier.example:5070"}, ("edge.carrier.example", 5070, "UDP")),
-        ({"outboundProxy": "sip:192.0.2.7"}, ("192.0.2.7", 5060, "UDP")),
-        (
-            {"outboundProxy": "sip:192.0.2.7:5070;transport=tcp"},
-            ("192.0.2.7", 5070, "TCP"),
-        ),
+        ({}, Hop("sip.carrier.example", 5060, "UDP", srv=True)),  # no port: SRV first
+        ({"port": 5060}, Hop("sip.carrier.example", 5060, "UDP")),
+        ({"port": 5080, "transport": "tcp"}, Hop("sip.carrier.example", 5080, "TCP")),
+        ({"host": "192.0.2.5"}, Hop("192.0.2.5", 5060, "UDP")),  # an address: no lookup
+        ({"outboundProxy": "sip:proxy.example:5070"}, Hop("proxy.example", 5070, "UDP")),
+        ({"outboundProxy": "sip:proxy.example"}, Hop("proxy.example", 5060, "UDP", srv=True)),
+        ({"outboundProxy": "sip:192.0.2.7"}, Hop("192.0.2.7", 5060, "UDP")),
+        ({"outboundProxy": "sip:192.0.2.7:5070;transport=tcp"}, Hop("192.0.2.7", 5070, "TCP")),
     ],
-)
-def test_next_hop(spec: dict[str, Any], hop: tuple[str, int, str]) -> None:
+)  # fmt: skip
+def test_next_hop(spec: dict[str, Any], hop: Hop) -> None:
     assert next_hop(compile_trunk(trunk_manifest(**spec), tenant=TENANT)) == hop
 
 
@@ -251,10 +252,10 @@ class FakeEdge:
         return self.time()
 
 
-async def resolve(host: str, port: int) -> str:
-    if host.endswith(".invalid"):
+async def resolve(hop: Hop) -> list[tuple[str, int]]:
+    if hop.host.endswith(".invalid"):
         raise OSError(-2, "Name or service not known")
-    return "198.51.100.20"
+    return [("198.51.100.20", hop.port)]
 
 
 @dataclass
@@ -320,6 +321,36 @@ async def test_a_registration_keeps_call_id_and_tag_while_cseq_grows(world: Worl
     assert (published.state, published.status, published.holder) == ("Registered", 200, "edge-1")
     metrics = world.edges[0][2]
     assert (state_metric(metrics, "Registered"), state_metric(metrics, "Failed")) == (1.0, 0.0)
+
+
+@pytest.mark.asyncio
+async def test_refreshes_stay_with_the_server_registered_with_while_it_is_listed(
+    world: World,
+) -> None:
+    """SRV lists two servers of one priority, in a weighted random order that changes from
+    one lookup to the next: the refreshes go where the binding is, until the server is
+    no longer listed."""
+    servers = [("198.51.100.21", 5070), ("198.51.100.22", 5070)]
+    lookups: list[list[tuple[str, int]]] = [servers, servers[::-1], servers[::-1]]
+
+    async def rotating(hop: Hop) -> list[tuple[str, int]]:
+        return lookups.pop(0) if len(lookups) > 1 else lookups[0]
+
+    fake, metrics = FakeEdge(world.provider, world.time), Metrics()
+    driver = TrunkRegistrations(
+        fake, world.leases, world.board, metrics, holder="edge-1", user_agent="cloudpbx-edge",
+        settings=Settings(lease_ttl_s=30.0, backoff_base_s=2.0), resolve=rotating,
+        sleep=world.time.sleep,
+    )  # fmt: skip
+    world.edges.append((fake, driver, metrics))
+    driver.sync([snapshot(trunk_manifest())])
+    await world.time.advance(0)
+    await world.time.advance(540)  # refreshed
+    assert len(fake.sent) == 4
+    assert {peer for _, peer in fake.sent} == {Peer("UDP", "198.51.100.21", 5070)}
+    lookups[0] = [("198.51.100.22", 5070)]  # .21 taken out of the records
+    await world.time.advance(540)
+    assert fake.sent[-1][1] == Peer("UDP", "198.51.100.22", 5070)
 
 
 @pytest.mark.asyncio

@@ -34,6 +34,7 @@ from sipedge.sip.auth import parse_credentials
 from sipedge.sip.digest import DigestServer, Verdict, ha1
 from sipedge.sip.framing import parse_datagram
 from sipedge.sip.message import Request, Response
+from sipedge.trunking import Hop
 
 DOMAIN = "acme.pbx.test"
 
@@ -354,10 +355,10 @@ def test_sources_are_the_trunk_and_its_proxy() -> None:
     a, b = ACME.trunk("a"), ACME.trunk("b")
     assert a is not None
     assert b is not None
-    assert trunk_addresses(a) == [("UDP", "192.0.2.10", 5070)]
+    assert trunk_addresses(a) == [Hop("192.0.2.10", 5070, "UDP")]
     assert trunk_addresses(b) == [
-        ("UDP", "sip.carrier-b.example", 5060),
-        ("UDP", "198.51.100.9", 5080),
+        Hop("sip.carrier-b.example", 5060, "UDP", srv=True),  # named without a port: SRV
+        Hop("198.51.100.9", 5080, "UDP"),
     ]
 
 

@@ -9,7 +9,7 @@ compiled into a :class:`Trunk` value. Pure: no I/O.
     spec:
       tenant: acme
       host: sip.carrier.example        # the provider's registrar and proxy
-      port: 5060                       # default 5060
+      port: 5060                       # none: SRV _sip._udp.HOST (RFC 3263), else 5060
       transport: udp                   # udp (default) or tcp
       outboundProxy: sip:edge.carrier.example:5070   # optional: every request goes there
       username: "4930555"
@@ -99,6 +99,9 @@ class Trunk:
     codecs: tuple[str, ...] = ()
     #: Networks (``203.0.113.0/24``, ``2001:db8::5/128``) its calls also come from.
     inbound_sources: tuple[str, ...] = ()
+    #: The host is a name given without a port: it is located by its SRV records
+    #: (``_sip._udp.HOST``, RFC 3263 §4.2), and by its A records on 5060 when it has none.
+    srv: bool = False
 
     @property
     def registrar(self) -> str:
@@ -178,7 +181,16 @@ def compile_trunk(manifest: Mapping[str, Any], *, tenant: str) -> Trunk:
         max_channels=count(spec.get("maxChannels", 0), f"{where}.maxChannels"),
         codecs=_codecs(spec.get("codecs", []), f"{where}.codecs"),
         inbound_sources=_networks(spec.get("inboundSources", []), f"{where}.inboundSources"),
+        srv="port" not in spec and not _is_address(host),
     )
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 _SPEC_KEYS = {

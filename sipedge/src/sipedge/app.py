@@ -28,7 +28,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from contracts.billing.store import BillingStore
 from contracts.snapshot import TenantSnapshot
 from contracts.stores.url import open_store
-from sipedge.adapters.dns import resolve
+from sipedge.adapters.dns import locate, use_server
 from sipedge.adapters.memory_location import MemoryLocationStore
 from sipedge.adapters.redis_dialogs import RedisDialogStore
 from sipedge.adapters.redis_leases import RedisLeases
@@ -92,6 +92,8 @@ class EdgeProcess:
         self.config = config
         self.worker = worker
         self.metrics = Metrics()
+        if config.dns_server is not None:
+            use_server(*config.dns_server)
         folder = config.manifests
         self.tenants = TenantDirectory(load_manifest_folder(folder) if folder else ())
         #: Billing key (a Tenant's UID) → tenant name, of every snapshot seen, served
@@ -365,13 +367,13 @@ async def trunk_sources(tenants: Iterable[TenantSnapshot]) -> TrunkSources:
         for trunk in tenant.trunks:
             ref = TrunkRef(tenant.name, trunk.name)
             networks.extend((network, ref) for network in trunk.inbound_sources)
-            for transport, host, port in trunk_addresses(trunk):
-                addresses = await resolve(host, port)
-                if not addresses:
+            for hop in trunk_addresses(trunk):
+                found = await locate(hop.host, hop.port, hop.transport, srv=hop.srv)
+                if not found:
                     log.warning(
-                        "trunk %s of %s: %s does not resolve", trunk.name, tenant.name, host
+                        "trunk %s of %s: %s does not resolve", trunk.name, tenant.name, hop.host
                     )
-                entries.extend(((transport, address, port), ref) for address in addresses)
+                entries.extend(((hop.transport, address, port), ref) for address, port in found)
     return TrunkSources(entries, networks)
 
 

@@ -91,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds of talk time a prepaid call reserves ahead, extended as it runs",
     )
     run.add_argument(
+        "--dns-server",
+        type=host_port,
+        default=None,
+        help="HOST:PORT of the DNS server for trunk providers' SRV and A records "
+        "(default: the system's resolver)",
+    )
+    run.add_argument(
         "--trunk-lease-ttl",
         type=float,
         default=30.0,
@@ -130,6 +137,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--log-level", default="info")
     return parser
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """``127.0.0.1:5353``, ``[::1]:53``: a server's address, for argparse."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
 
 
 def _common(command: argparse.ArgumentParser) -> None:
@@ -195,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         billing_url=args.billing_url,
         credit_slice_s=args.credit_slice,
         only_tenants=tuple(args.only_tenants),
+        dns_server=args.dns_server,
         trunk_lease_ttl_s=args.trunk_lease_ttl,
         trunk_lease_renew_s=args.trunk_lease_renew,
         trunk_backoff_base_s=args.trunk_backoff_base,

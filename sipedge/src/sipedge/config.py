@@ -96,6 +96,9 @@ class EdgeConfig:
     #: Serve only these tenants' snapshots (an edge dedicated to a tenant: issue 7's
     #: ``spec.isolation: dedicated``); empty: every tenant published.
     only_tenants: tuple[str, ...] = ()
+    #: The DNS server (host, port) every lookup of a trunk's provider goes to
+    #: (sipedge.adapters.dns); None: the system's resolver.
+    dns_server: tuple[str, int] | None = None
 
     def __reduce__(self) -> tuple[type[EdgeConfig], tuple[object, ...]]:
         """Rebuilt through __init__ when unpickled (see :meth:`Listen.__reduce__`)."""

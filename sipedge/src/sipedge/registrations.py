@@ -46,7 +46,7 @@ from redis.exceptions import RedisError
 from contracts.snapshot import TenantSnapshot
 from contracts.trunk import Trunk
 from contracts.trunk_status import TrunkStatus
-from sipedge.adapters.dns import resolve
+from sipedge.adapters.dns import locate
 from sipedge.edge import ClientEvent, ClientHandler
 from sipedge.leases import Leases
 from sipedge.metrics import Metrics
@@ -54,6 +54,7 @@ from sipedge.sip.message import Request, Response
 from sipedge.sip.transaction import ClientKey, Peer, TimedOut
 from sipedge.trunking import (
     BACKOFF_BASE_S,
+    Hop,
     Register,
     Registration,
     State,
@@ -75,7 +76,7 @@ STORE_ERRORS = (RedisError, OSError)
 
 TrunkKey = tuple[str, str]
 #: (host, port) → an IPv4 address; raises OSError when the name does not resolve.
-Resolve = Callable[[str, int], Awaitable[str]]
+Resolve = Callable[[Hop], Awaitable[list[tuple[str, int]]]]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -148,12 +149,14 @@ class Sender(Protocol):
         ...
 
 
-async def resolve_ipv4(host: str, port: int) -> str:
-    """``host``'s first IPv4 address (:mod:`sipedge.adapters.dns`); OSError if none."""
-    addresses = await resolve(host, port)
-    if not addresses:
-        raise OSError(f"no IPv4 address for {host}")
-    return addresses[0]
+async def locate_all(hop: Hop) -> list[tuple[str, int]]:
+    """The (IPv4 address, port) pairs ``hop`` is at, in the order to try them
+    (:mod:`sipedge.adapters.dns`: by SRV when its host is named without a port); OSError
+    if none."""
+    found = await locate(hop.host, hop.port, hop.transport, srv=hop.srv)
+    if not found:
+        raise OSError(f"no IPv4 address for {hop.host}")
+    return found
 
 
 # -- the driver --------------------------------------------------------------------------
@@ -170,7 +173,7 @@ class TrunkRegistrations:
         holder: str,
         user_agent: str,
         settings: Settings | None = None,
-        resolve: Resolve = resolve_ipv4,
+        resolve: Resolve = locate_all,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.edge, self.leases, self.board, self.metrics = edge, leases, board, metrics
@@ -329,8 +332,7 @@ class _Session:
         self.trunk = trunk
         owner = trunk.owner
         tenant, name = trunk.key
-        _host, _port, transport = next_hop(trunk.trunk)
-        self.transport = transport
+        self.transport = transport = next_hop(trunk.trunk).transport
         self.contact = owner.edge.contact(contact_user(tenant, name), transport)
         self.machine = Registration(
             account(tenant, trunk.trunk, trunk.password, self.contact),
@@ -338,6 +340,8 @@ class _Session:
         )
         self.call_id = f"{secrets.token_hex(10)}@cloudpbx"
         self.from_tag = secrets.token_hex(6)
+        #: The provider's server (address, port) this registration goes to.
+        self.server: tuple[str, int] | None = None
         self.was_registered = False
         self.task = asyncio.create_task(self._run())
 
@@ -375,13 +379,19 @@ class _Session:
     async def _step(self, register: Register) -> Register | Wait:
         """Send ``register``; what the machine says to the outcome."""
         jitter = random.random()  # noqa: S311  (spreads retries; no secret)
-        host, port, transport = next_hop(self.trunk.trunk)
+        hop = next_hop(self.trunk.trunk)
+        host = hop.host
         try:
-            address = await self.trunk.owner.resolve(host, port)
+            found = await self.trunk.owner.resolve(hop)
         except OSError as error:
             reason = f"cannot resolve {host}: {error.strerror or error}"
             return self.machine.unreachable(reason, jitter=jitter)
-        destination = Peer(transport, address, port)
+        # the server registered with stays while it is one of the provider's (SRV may
+        # list several in a weighted random order): refreshes go where the binding is
+        if self.server not in found:
+            self.server = found[0]
+        address, port = self.server
+        destination = Peer(hop.transport, address, port)
         try:
             event = await self.trunk.owner.exchange(self._request(register), destination)
         except OSError as error:
@@ -391,7 +401,7 @@ class _Session:
             return self.machine.answer(event, cnonce=secrets.token_hex(8), jitter=jitter)
         if isinstance(event, TimedOut):
             return self.machine.timed_out(jitter=jitter)
-        reason = f"cannot send to {host}:{port} over {transport}"
+        reason = f"cannot send to {host}:{port} over {hop.transport}"
         return self.machine.unreachable(reason, jitter=jitter)
 
     def _request(self, register: Register) -> Request:

@@ -26,9 +26,11 @@ machine asks for, and where it goes.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import NamedTuple
 
 from contracts.snapshot import TenantSnapshot
 from contracts.trunk import Trunk
@@ -297,18 +299,37 @@ def register_request(
     return Request("REGISTER", trunk.registrar, headers)
 
 
-def next_hop(trunk: Trunk) -> tuple[str, int, str]:
-    """Where the trunk's REGISTERs go, (host, port, ``UDP`` or ``TCP``): its outbound
-    proxy (whose ``transport`` parameter, if any, wins), else its host and port."""
+class Hop(NamedTuple):
+    """Where a trunk's requests go: a host, its port, ``UDP`` or ``TCP``; ``srv``: the
+    host was named without a port, so its SRV records say where (RFC 3263 §4.2)."""
+
+    host: str
+    port: int
+    transport: str
+    srv: bool = False
+
+
+def next_hop(trunk: Trunk) -> Hop:
+    """Where the trunk's requests go: its outbound proxy (whose ``transport`` parameter,
+    if any, wins), else its host and port."""
     if trunk.outbound_proxy:
         try:
             proxy = parse_uri(trunk.outbound_proxy, "outbound proxy")
         except ParseError:
             proxy = None
         if isinstance(proxy, SipUri):
-            transport = proxy.transport or trunk.transport
-            return proxy.host_address, proxy.effective_port, transport.upper()
-    return trunk.host, trunk.port, trunk.transport.upper()
+            transport = (proxy.transport or trunk.transport).upper()
+            srv = proxy.port is None and not _is_address(proxy.host_address)
+            return Hop(proxy.host_address, proxy.effective_port, transport, srv)
+    return Hop(trunk.host, trunk.port, trunk.transport.upper(), trunk.srv)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def account(tenant: str, trunk: Trunk, password: str, contact: str) -> Account:

@@ -21,7 +21,7 @@ from contracts.billing.rating import Rate
 from contracts.billing.store import Disposition
 from contracts.snapshot import TenantSnapshot
 from contracts.trunk import Trunk
-from sipedge.adapters.dns import resolve
+from sipedge.adapters.dns import locate
 from sipedge.adapters.relay import RelayError
 from sipedge.adapters.transport import Inbound
 from sipedge.calls.admission import UNLIMITED, Admission, Admitted, Refused
@@ -394,10 +394,11 @@ class CallControl:
 
     @staticmethod
     async def _trunk_peer(trunk: Trunk) -> Peer | None:
-        """Where the trunk's requests go (its outbound proxy, or itself), resolved."""
-        host, port, transport = next_hop(trunk)
-        addresses = await resolve(host, port)
-        return Peer(transport, addresses[0], port) if addresses else None
+        """Where the trunk's requests go (its outbound proxy, or itself), located: the
+        first of its servers (by SRV when it is named without a port)."""
+        hop = next_hop(trunk)
+        found = await locate(hop.host, hop.port, hop.transport, srv=hop.srv)
+        return Peer(hop.transport, *found[0]) if found else None
 
     def _trunk_final(self, setup: Setup, fork: Fork, response: Response | None) -> None:
         """A trunk's final non-2xx answer (None: no answer at all): its challenge answered,

@@ -46,7 +46,7 @@ from sipedge.sip.digest import answer_challenge
 from sipedge.sip.grammar import quote
 from sipedge.sip.message import Request, Response
 from sipedge.sip.uri import SipUri
-from sipedge.trunking import chosen_challenge, next_hop, trunk_of_contact_user
+from sipedge.trunking import Hop, chosen_challenge, next_hop, trunk_of_contact_user
 
 #: Voicemail routes are accepted in dial plans; until voicemail is served they answer so.
 VOICEMAIL_NOT_SERVED = Refused(480, "Temporarily Unavailable (voicemail not served yet)")
@@ -307,14 +307,14 @@ def source_key(transport: str, host: str, port: int) -> SourceKey:
     return (transport, host, port if transport == "UDP" else 0)
 
 
-def trunk_addresses(trunk: Trunk) -> list[tuple[str, str, int]]:
-    """(transport, host, port) a trunk's requests come from: its host and its outbound
-    proxy (host names still to resolve)."""
-    addresses = [(trunk.transport.upper(), trunk.host, trunk.port)]
-    host, port, transport = next_hop(trunk)
-    if (transport, host, port) not in addresses:
-        addresses.append((transport, host, port))
-    return addresses
+def trunk_addresses(trunk: Trunk) -> list[Hop]:
+    """Where a trunk's requests come from: its host and its outbound proxy (host names
+    still to locate, by SRV where named without a port)."""
+    hops = [Hop(trunk.host, trunk.port, trunk.transport.upper(), trunk.srv)]
+    hop = next_hop(trunk)
+    if hop not in hops:
+        hops.append(hop)
+    return hops
 
 
 @dataclass(frozen=True, slots=True)
