@@ -304,6 +304,17 @@ def test_a_call_out_is_rated_and_charged_to_the_prepaid_tenant(
         caller.close()
 
 
+def call_out_answered(edge: EdgeProc, pstn: Provider, tmp_path: Path) -> None:
+    """2001 calls 0301234567 out, the PSTN behind ``pstn`` answers, 2001 hangs up."""
+    caller = caller_phone(edge)
+    try:
+        with pstn_uas(pstn, tmp_path) as uas:
+            talk(caller, edge, "0301234567")
+            assert uas.wait().ok
+    finally:
+        caller.close()
+
+
 def test_a_provider_named_without_a_port_is_found_by_its_srv_records(
     edge_factory: EdgeFactory, provider: Provider, tmp_path: Path
 ) -> None:
@@ -322,13 +333,7 @@ def test_a_provider_named_without_a_port_is_found_by_its_srv_records(
             srv_host="carrier.test",
             extra_args=("--dns-server", zone.server),
         )
-        caller = caller_phone(edge)
-        try:
-            with pstn_uas(provider, tmp_path) as uas:
-                talk(caller, edge, "0301234567")
-                assert uas.wait().ok
-        finally:
-            caller.close()
+        call_out_answered(edge, provider, tmp_path)
         assert ("_sip._udp.carrier.test.", "SRV") in zone.queries
     assert [i.status for i in provider.invites() if i.method == "INVITE"] == [407, None]
 
@@ -341,13 +346,7 @@ def test_a_trunk_answering_503_fails_over_to_the_next(
         Provider(tmp_path / "b") as up,
     ):
         edge = start_with_trunks(edge_factory, {"carrier-a": down, "carrier-b": up})
-        caller = caller_phone(edge)
-        try:
-            with pstn_uas(up, tmp_path) as uas:
-                talk(caller, edge, "0301234567")
-                assert uas.wait().ok
-        finally:
-            caller.close()
+        call_out_answered(edge, up, tmp_path)
         assert [i.status for i in down.invites() if i.method == "INVITE"] == [407, 503]
         assert [i.status for i in up.invites() if i.method == "INVITE"] == [407, None]
 

@@ -181,11 +181,12 @@ def compile_trunk(manifest: Mapping[str, Any], *, tenant: str) -> Trunk:
         max_channels=count(spec.get("maxChannels", 0), f"{where}.maxChannels"),
         codecs=_codecs(spec.get("codecs", []), f"{where}.codecs"),
         inbound_sources=_networks(spec.get("inboundSources", []), f"{where}.inboundSources"),
-        srv="port" not in spec and not _is_address(host),
+        srv="port" not in spec and not is_address(host),
     )
 
 
-def _is_address(host: str) -> bool:
+def is_address(host: str) -> bool:
+    """Whether ``host`` is an IP address (IPv4 or IPv6, no brackets), not a name."""
     try:
         ipaddress.ip_address(host)
     except ValueError:

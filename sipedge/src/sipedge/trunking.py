@@ -26,14 +26,13 @@ machine asks for, and where it goes.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import NamedTuple
 
 from contracts.snapshot import TenantSnapshot
-from contracts.trunk import Trunk
+from contracts.trunk import Trunk, is_address
 from sipedge.sip.auth import (
     AUTHORIZATION,
     PROXY_AUTHENTICATE,
@@ -319,17 +318,9 @@ def next_hop(trunk: Trunk) -> Hop:
             proxy = None
         if isinstance(proxy, SipUri):
             transport = (proxy.transport or trunk.transport).upper()
-            srv = proxy.port is None and not _is_address(proxy.host_address)
+            srv = proxy.port is None and not is_address(proxy.host_address)
             return Hop(proxy.host_address, proxy.effective_port, transport, srv)
     return Hop(trunk.host, trunk.port, trunk.transport.upper(), trunk.srv)
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def account(tenant: str, trunk: Trunk, password: str, contact: str) -> Account:

@@ -18,7 +18,6 @@ NAPTR is not consulted: a trunk names its transport. Lookups go to the system's 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import random
 import socket
 
@@ -27,6 +26,8 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 from dns.rdtypes.IN.SRV import SRV
+
+from contracts.trunk import is_address
 
 #: How long one lookup may take by default, all tries included.
 LIFETIME_S = 5.0
@@ -46,7 +47,7 @@ def use_server(host: str | None, port: int = 53, *, lifetime_s: float = LIFETIME
 async def resolve(host: str, port: int) -> list[str]:
     """The IPv4 addresses of ``host`` (in the resolver's order, no repeats); empty when
     it does not resolve."""
-    if _is_address(host):
+    if is_address(host):
         return [host]
     if _server is not None:
         answer = await _query(host, "A")
@@ -63,7 +64,7 @@ async def resolve(host: str, port: int) -> list[str]:
 async def locate(host: str, port: int, transport: str, *, srv: bool) -> list[tuple[str, int]]:
     """(address, port) pairs to send to, in the order to try them; empty when none.
     ``srv``: ``host`` was named without a port (``port`` is then the default, 5060)."""
-    if srv and not _is_address(host):
+    if srv and not is_address(host):
         targets = await srv_targets(host, transport)
         if targets:
             found: list[tuple[str, int]] = []
@@ -111,11 +112,3 @@ async def _query(name: str, kind: str) -> dns.resolver.Answer | None:
         )
     except (dns.exception.DNSException, OSError):
         return None  # no such name, no records, no answer in time: nothing found
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
