@@ -467,3 +467,8 @@ def test_from_a_network_only_a_listed_did_makes_a_call_the_trunks() -> None:
     assert inbound_call(anything, (TrunkRef("acme", "b"),), lookup, listed_dids_only=True) == (
         NOT_FOUND
     )
+    to_contact = from_trunk("sip:trunk-b.acme@198.51.100.1", "sip:777@provider.test")
+    assert isinstance(inbound_call(to_contact, (TrunkRef("acme", "b"),), lookup), Inbound)
+    assert inbound_call(to_contact, (TrunkRef("acme", "b"),), lookup, listed_dids_only=True) == (
+        NOT_FOUND
+    )  # to our Contact too: from a network only a listed DID

@@ -348,7 +348,7 @@ def inbound_call(
     if owner is not None:  # to the Contact a trunk registered: the DID is in To
         for tenant, trunk in candidates:
             if (tenant.name, trunk.name) == owner:
-                return _for_did(tenant, trunk, to_user)
+                return _for_did(tenant, trunk, to_user, listed_dids_only=listed_dids_only)
         return NOT_FOUND
     for did in (uri_user, to_user):
         if not did:
@@ -362,10 +362,12 @@ def inbound_call(
     return NOT_FOUND
 
 
-def _for_did(tenant: TenantSnapshot, trunk: Trunk, did: str) -> Inbound | Refused:
+def _for_did(
+    tenant: TenantSnapshot, trunk: Trunk, did: str, *, listed_dids_only: bool
+) -> Inbound | Refused:
     if not did:
         return NOT_FOUND
-    if trunk.dids and tenant.trunk_of_did(did) is not trunk:
+    if (trunk.dids or listed_dids_only) and tenant.trunk_of_did(did) is not trunk:
         return NOT_FOUND
     return Inbound(tenant, trunk, did)
 
