@@ -130,6 +130,44 @@ class Operator:
         return count
 
 
+#: Extension 1001's password, in the Secret :func:`tenant_yaml` writes.
+ALICE_PASSWORD = "alice-secret-1001"
+#: A prepaid plan in euros, the billing :func:`tenant_yaml` writes unless told otherwise.
+PREPAID = "{plan: prepaid, currency: EUR}"
+
+
+def tenant_yaml(
+    name: str,
+    domain: str,
+    *,
+    billing: str | None = PREPAID,
+    limits: str = "",
+    carol: bool = False,
+) -> str:
+    """A Secret and a Tenant: 1001's password in the Secret (beside the trunk
+    ``carrier``'s), 1002 (and with ``carol`` 1003) with none, for the operator to
+    generate. ``billing`` None: the default plan (postpaid)."""
+    lines = [
+        "apiVersion: v1",
+        "kind: Secret",
+        "metadata: {name: acme-secrets}",
+        f"stringData: {{alice: {ALICE_PASSWORD}, carrier: carrier-secret}}",
+        "---",
+        "apiVersion: cloudpbx.io/v1",
+        "kind: Tenant",
+        f"metadata: {{name: {name}}}",
+        "spec:",
+        f"  domain: {domain}",
+        *([f"  billing: {billing}"] if billing is not None else []),
+        *([f"  limits: {limits}"] if limits else []),
+        "  extensions:",
+        '    - {number: "1001", passwordSecretRef: {name: acme-secrets, key: alice}}',
+        '    - {number: "1002", displayName: Bob}',
+        *(['    - {number: "1003", displayName: Carol}'] if carol else []),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 class Lab:
     """The emulator, kubectl, the stores and the operator of one test."""
 

@@ -17,30 +17,13 @@ from contracts.keys import SNAPSHOT_CHANNEL, domain_index_key, snapshot_notice, 
 from contracts.stores.url import open_store
 from contracts.trunk_status import TrunkStatus
 
-from .conftest import POSTGRES_DSN, REDIS_URL, Lab
+from .conftest import ALICE_PASSWORD, POSTGRES_DSN, REDIS_URL, Lab
+from .conftest import tenant_yaml as shared_tenant_yaml
 
 
-def tenant_yaml(lab: Lab, *, extra_extension: bool = False, limits: str = "") -> str:
-    """A Secret and a Tenant: extension 1001's password in the Secret, 1002 with none."""
-    lines = [
-        "apiVersion: v1",
-        "kind: Secret",
-        "metadata: {name: acme-secrets}",
-        "stringData: {alice: alice-secret-1001, carrier: carrier-secret}",
-        "---",
-        "apiVersion: cloudpbx.io/v1",
-        "kind: Tenant",
-        f"metadata: {{name: {lab.tenant}}}",
-        "spec:",
-        f"  domain: {lab.domain}",
-        "  billing: {plan: prepaid, currency: EUR}",
-        *([f"  limits: {limits}"] if limits else []),
-        "  extensions:",
-        '    - {number: "1001", passwordSecretRef: {name: acme-secrets, key: alice}}',
-        '    - {number: "1002", displayName: Bob}',
-        *(['    - {number: "1003", displayName: Carol}'] if extra_extension else []),
-    ]
-    return "\n".join(lines) + "\n"
+def tenant_yaml(lab: Lab, *, carol: bool = False, limits: str = "") -> str:
+    """The test's prepaid tenant (:func:`.conftest.tenant_yaml`)."""
+    return shared_tenant_yaml(lab.tenant, lab.domain, carol=carol, limits=limits)
 
 
 def trunk_yaml(lab: Lab, host: str = "192.0.2.10") -> str:
@@ -107,7 +90,7 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
         1, True, tenant["metadata"]["uid"],
     )  # fmt: skip
     by_number = {e["number"]: e for e in snapshot["extensions"]}
-    assert by_number["1001"]["ha1_md5"] == ha1("1001", lab.domain, "alice-secret-1001")
+    assert by_number["1001"]["ha1_md5"] == ha1("1001", lab.domain, ALICE_PASSWORD)
     assert by_number["1002"]["ha1_md5"] == ha1("1002", lab.domain, generated["1002"])
     assert snapshot["trunk_passwords"] == {"carrier": "carrier-secret"}
     assert lab.redis.hget(domain_index_key(), lab.domain) == lab.tenant.encode()
@@ -120,7 +103,7 @@ def test_apply_update_trunk_status_and_delete(lab: Lab) -> None:
     # an update of the Tenant publishes a new version, with a notice to the edges
     notices = lab.redis.pubsub()  # type: ignore[no-untyped-call]
     notices.subscribe(SNAPSHOT_CHANNEL)
-    lab.apply(tenant_yaml(lab, extra_extension=True))
+    lab.apply(tenant_yaml(lab, carol=True))
     status = lab.wait_for("Ready for generation 2", lambda: lab.ready(2))
     assert (status["snapshotVersion"], status["counts"]["extensions"]) == (2, 3)
     assert (lab.snapshot() or {})["version"] == 2

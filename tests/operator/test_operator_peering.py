@@ -14,21 +14,13 @@ import yaml
 
 from cloudpbx_operator.config import pod_priority
 
-from .conftest import ROOT, Lab, Operator
+from .conftest import ROOT, Lab, Operator, tenant_yaml
 
 PEERING = "r1-cloudpbx-operator"
 PEERING_CRD = ROOT / "charts" / "cloudpbx" / "files" / "kopf" / "clusterkopfpeerings.kopf.dev.yaml"
 LIFETIME_S = 5
 PAUSED = "Pausing operations in favour of"
 RESUMED = "Resuming operations after the pause"
-
-
-def tenant_yaml(name: str, domain: str) -> str:
-    return (
-        f"apiVersion: cloudpbx.io/v1\nkind: Tenant\nmetadata: {{name: {name}}}\n"
-        f"spec:\n  domain: {domain}\n  extensions:\n"
-        '    - {number: "1001", displayName: Alice}\n'
-    )
 
 
 def peers(lab: Lab) -> set[str]:

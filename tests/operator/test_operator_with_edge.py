@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from ..e2e.conftest import EdgeProc, start_edge, stop_edge
-from .conftest import Lab
+from .conftest import ALICE_PASSWORD, Lab
+from .conftest import tenant_yaml as shared_tenant_yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
@@ -37,28 +38,10 @@ from sipbench.scripted import ScriptedPhone
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="needs sip-tester")
 
-ALICE_PASSWORD = "alice-secret-1001"
-
 
 def tenant_yaml(lab: Lab, *, carol: bool = False) -> str:
-    """1001's password in a Secret; 1002 (and 1003) get theirs from the operator."""
-    lines = [
-        "apiVersion: v1",
-        "kind: Secret",
-        "metadata: {name: phones}",
-        f"stringData: {{alice: {ALICE_PASSWORD}}}",
-        "---",
-        "apiVersion: cloudpbx.io/v1",
-        "kind: Tenant",
-        f"metadata: {{name: {lab.tenant}}}",
-        "spec:",
-        f"  domain: {lab.domain}",
-        "  extensions:",
-        '    - {number: "1001", passwordSecretRef: {name: phones, key: alice}}',
-        '    - {number: "1002", displayName: Bob}',
-        *(['    - {number: "1003", displayName: Carol}'] if carol else []),
-    ]
-    return "\n".join(lines) + "\n"
+    """The test's tenant on the default (postpaid) plan: its calls are recorded, free."""
+    return shared_tenant_yaml(lab.tenant, lab.domain, billing=None, carol=carol)
 
 
 @pytest.fixture
