@@ -179,6 +179,8 @@ class Provider:
     registrations get 423; ``max_expires_s``: longer ones are granted this (a few seconds
     make a customer's refreshes countable in a test). ``challenge_in_dialog``: the
     customer's BYEs and re-INVITEs are challenged (407) too, as some carriers do.
+    ``out_of_service``: the customer's REGISTERs and INVITEs get 503 unchallenged (one
+    server of a provider's pool in maintenance).
     """
 
     def __init__(
@@ -193,6 +195,7 @@ class Provider:
         fail_invites: bool = False,
         did_in_request_uri: bool = False,
         challenge_in_dialog: bool = False,
+        out_of_service: bool = False,
         algorithm: str = "MD5",
         min_expires_s: int = 60,
         max_expires_s: int = 3600,
@@ -209,6 +212,7 @@ class Provider:
             raise ValueError("the provider and the two PSTN ports must differ")
         self.fail_invites, self.did_in_request_uri = fail_invites, did_in_request_uri
         self.challenge_in_dialog = challenge_in_dialog
+        self.out_of_service = out_of_service
         self.algorithm, self.min_expires_s = algorithm, min_expires_s
         self.max_expires_s = max_expires_s
         self.run_dir = workdir / f"provider-{self.port}"
@@ -245,6 +249,7 @@ class Provider:
             ("FAIL_INVITES", self.fail_invites),
             ("DID_IN_RURI", self.did_in_request_uri),
             ("CHALLENGE_IN_DIALOG", self.challenge_in_dialog),
+            ("OUT_OF_SERVICE", self.out_of_service),
         )
         return [name for name, on in modes if on]
 

@@ -8,6 +8,8 @@ the PSTN, a scripted phone for the extension that dials out.
   P-Asserted-Identity), the call is answered and ends with the caller's BYE.
 * A first trunk that answers 503 gives way to the second, which completes the call; one
   that does not answer in time is CANCELled, and if it answers anyway it is hung up.
+* Within one trunk, a server of the provider (by SRV) that answers 503 gives way to the
+  next server, for registrations and calls alike (RFC 3263 §4.3).
 * A trunk with all its channels taken is skipped: with one trunk, the caller gets 503.
 * A phone that pretends to be the provider from another port is challenged like any
   phone: only the trunk's address is trusted.
@@ -335,6 +337,41 @@ def test_a_provider_named_without_a_port_is_found_by_its_srv_records(
         )
         call_out_answered(edge, provider, tmp_path)
         assert ("_sip._udp.carrier.test.", "SRV") in zone.queries
+    assert [i.status for i in provider.invites() if i.method == "INVITE"] == [407, None]
+
+
+def test_a_server_of_the_provider_out_of_service_gives_way_to_its_next(
+    edge_factory: EdgeFactory, provider: Provider, tmp_path: Path
+) -> None:
+    """RFC 3263 §4.3: carrier.test's SRV records list two servers; the first (priority
+    10) answers every REGISTER and INVITE 503, as a server in maintenance does. The
+    trunk registers with the second, and a call out goes there after the first's 503,
+    with the same trunk: no second trunk is needed for a provider's own failover."""
+    with Provider(tmp_path / "down", out_of_service=True) as down:
+        records = {
+            ("_sip._udp.carrier.test", "SRV"): [
+                f"10 0 {down.port} sip1.carrier.test.",
+                f"20 0 {provider.port} sip2.carrier.test.",
+            ],
+            ("sip1.carrier.test", "A"): [down.host],
+            ("sip2.carrier.test", "A"): [provider.host],
+        }
+        with DnsZone(records) as zone:
+            edge = start_with_trunks(
+                edge_factory,
+                {"carrier-a": provider},
+                srv_host="carrier.test",
+                register=True,
+                extra_args=("--dns-server", zone.server),
+            )
+            deadline = time.monotonic() + 10
+            while not provider.registered_contacts() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert len(provider.registered_contacts()) == 1
+            call_out_answered(edge, provider, tmp_path)
+        assert [(r.status, r.user) for r in down.registers()] == [(503, None)]
+        assert [(i.status, i.user) for i in down.invites()] == [(503, None)]
+    assert [r.status for r in provider.registers()] == [401, 200]
     assert [i.status for i in provider.invites() if i.method == "INVITE"] == [407, None]
 
 

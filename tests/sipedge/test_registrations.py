@@ -26,7 +26,13 @@ from contracts.trunk import compile_trunk
 from sipedge.edge import ClientHandler
 from sipedge.leases import MemoryLeases
 from sipedge.metrics import Metrics
-from sipedge.registrations import MemoryStatusBoard, Settings, Standing, TrunkRegistrations
+from sipedge.registrations import (
+    MemoryStatusBoard,
+    Resolve,
+    Settings,
+    Standing,
+    TrunkRegistrations,
+)
 from sipedge.sip.auth import parse_credentials
 from sipedge.sip.digest import DigestServer, Verdict, ha1
 from sipedge.sip.message import Request, Response, make_response
@@ -222,18 +228,23 @@ class Provider:
 
 
 class FakeEdge:
-    """Carries each request to the provider and hands its answer back at once."""
+    """Carries each request to the provider and hands its answer back at once; a server
+    in ``down`` answers nothing (``"silent"``) or 503 (``"503"``) instead."""
 
     def __init__(self, provider: Provider, time: FakeTime) -> None:
         self.provider, self.time = provider, time
         self.sent: list[tuple[Request, Peer]] = []
+        self.down: dict[Peer, str] = {}
         self._branches = itertools.count()
 
     def request(self, request: Request, destination: Peer, handler: ClientHandler) -> ClientKey:
         self.sent.append((request, destination))
         key = ClientKey(request.top_via.branch or "", "REGISTER")
-        if self.provider.silent:
+        failure = self.down.get(destination)
+        if self.provider.silent or failure == "silent":
             handler(TimedOut(key, Timer.F))
+        elif failure == "503":
+            handler(make_response(request, 503, "Service Unavailable", to_tag="p1"))
         else:
             handler(Response(100, "Trying"))  # ignored
             handler(self.provider.answer(request))
@@ -266,7 +277,9 @@ class World:
     board: MemoryStatusBoard = field(default_factory=MemoryStatusBoard)
     edges: list[tuple[FakeEdge, TrunkRegistrations, Metrics]] = field(default_factory=list)
 
-    def edge(self, holder: str, leases: Any = None) -> tuple[FakeEdge, TrunkRegistrations]:
+    def edge(
+        self, holder: str, leases: Any = None, resolve: Resolve = resolve
+    ) -> tuple[FakeEdge, TrunkRegistrations]:
         fake, metrics = FakeEdge(self.provider, self.time), Metrics()
         driver = TrunkRegistrations(
             fake,
@@ -336,13 +349,7 @@ async def test_refreshes_stay_with_the_server_registered_with_while_it_is_listed
     async def rotating(hop: Hop) -> list[tuple[str, int]]:
         return lookups.pop(0) if len(lookups) > 1 else lookups[0]
 
-    fake, metrics = FakeEdge(world.provider, world.time), Metrics()
-    driver = TrunkRegistrations(
-        fake, world.leases, world.board, metrics, holder="edge-1", user_agent="cloudpbx-edge",
-        settings=Settings(lease_ttl_s=30.0, backoff_base_s=2.0), resolve=rotating,
-        sleep=world.time.sleep,
-    )  # fmt: skip
-    world.edges.append((fake, driver, metrics))
+    fake, driver = world.edge("edge-1", resolve=rotating)
     driver.sync([snapshot(trunk_manifest())])
     await world.time.advance(0)
     await world.time.advance(540)  # refreshed
@@ -351,6 +358,52 @@ async def test_refreshes_stay_with_the_server_registered_with_while_it_is_listed
     lookups[0] = [("198.51.100.22", 5070)]  # .21 taken out of the records
     await world.time.advance(540)
     assert fake.sent[-1][1] == Peer("UDP", "198.51.100.22", 5070)
+
+
+SERVERS = [("198.51.100.21", 5070), ("198.51.100.22", 5070)]
+
+
+async def two_servers(hop: Hop) -> list[tuple[str, int]]:
+    return list(SERVERS)
+
+
+def sent_to(fake: FakeEdge) -> list[tuple[int, str, bool]]:
+    """Each REGISTER's CSeq, server and whether it carried credentials."""
+    return [
+        (request.cseq.number, peer.host, request.headers.get("Authorization") is not None)
+        for request, peer in fake.sent
+    ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("failure", ["silent", "503"])
+async def test_a_failing_server_gives_way_to_the_providers_next(world: World, failure: str) -> None:
+    """RFC 3263 §4.3: the first server of two answers nothing, or 503; the REGISTER goes
+    to the next at once, afresh (its own challenge answered), and the refreshes stay
+    there. One failed server is not a failed trunk."""
+    fake, driver = world.edge("edge-1", resolve=two_servers)
+    fake.down[Peer("UDP", *SERVERS[0])] = failure
+    driver.sync([snapshot(trunk_manifest())])
+    await world.time.advance(0)
+    first, second = SERVERS[0][0], SERVERS[1][0]
+    assert sent_to(fake) == [(1, first, False), (2, second, False), (3, second, True)]
+    standing = driver.statuses()[TENANT, "carrier-a"].status
+    assert standing == Status(State.REGISTERED, 200, "OK")
+    await world.time.advance(540)
+    assert sent_to(fake)[3:] == [(4, second, False), (5, second, True)]
+
+
+@pytest.mark.asyncio
+async def test_when_every_server_fails_the_trunk_fails_once_and_backs_off(world: World) -> None:
+    fake, driver = world.edge("edge-1", resolve=two_servers)
+    fake.down = {Peer("UDP", *SERVERS[0]): "silent", Peer("UDP", *SERVERS[1]): "503"}
+    driver.sync([snapshot(trunk_manifest())])
+    await world.time.advance(0)
+    assert [host for _, host, _ in sent_to(fake)] == [SERVERS[0][0], SERVERS[1][0]]
+    status = driver.statuses()[TENANT, "carrier-a"].status
+    assert status == Status(State.FAILED, 503, "Service Unavailable", 1)
+    await world.time.advance(0.9)  # the back-off is 1 s to 2 s after the first failure
+    assert len(fake.sent) == 2
 
 
 @pytest.mark.asyncio

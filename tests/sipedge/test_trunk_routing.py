@@ -26,6 +26,7 @@ from sipedge.calls.trunks import (
     only_codecs,
     presented,
     route,
+    to_next_server,
     trunk_addresses,
     trunk_invite,
     with_credentials,
@@ -320,6 +321,29 @@ def test_an_in_dialog_request_is_answered_with_its_own_method() -> None:
         request_uri=bye.uri_text,
     ).verdict
     assert verdict is Verdict.OK
+
+
+def test_the_invite_for_the_next_server_leaves_the_failed_ones_credentials_behind() -> None:
+    """RFC 3263 §4.3: the same call to the provider's next server, as a new transaction
+    (branch, next CSeq) of the same dialog; the credentials answered the failed server's
+    nonce, so they stay behind and the next server challenges afresh."""
+    server = DigestServer("provider.test", b"k" * 32, ("MD5",))
+    (found,) = server.challenges(client_addr="198.51.100.1", now=1_780_000_000.0)
+    challenge = response(407, f"Proxy-Authenticate: {found.to_header_value()}")
+    invite = b_invite()
+    answered = with_credentials(
+        invite, challenge, username="4930555", password="pw-a", cnonce="c", via="v1"
+    )
+    assert answered is not None
+    new_via = "SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKb3;rport"
+    again = to_next_server(answered, via=new_via)
+    assert (again.method, again.uri_text) == ("INVITE", invite.uri_text)
+    assert again.cseq.number == invite.cseq.number + 2
+    assert again.headers.get("Via") == new_via
+    assert again.headers.get("Proxy-Authorization") is None
+    for same in ("From", "To", "Call-ID", "P-Asserted-Identity", "Contact"):
+        assert again.headers.get(same) == invite.headers.get(same)
+    assert again.body == invite.body
 
 
 def test_a_challenge_we_cannot_answer_gives_none() -> None:

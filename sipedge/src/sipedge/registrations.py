@@ -15,7 +15,10 @@ each one. They keep one Call-ID and From tag for the whole registration (§10.2.
 CSeq, Expires and credentials from the machine, and bind the Contact
 :func:`sipedge.trunking.contact_user` names, at our advertised address. Provisional
 responses are ignored; a final one, a timeout or a transport failure goes to the
-machine, and its waits are kept with a timer.
+machine, and its waits are kept with a timer. A provider with several servers (SRV)
+keeps the registration on the one it is bound at; one that fails a REGISTER (a 503, no
+answer, no connection) gives way to the next at once, so the trunk is Failed only when
+every server failed (RFC 3263 §4.3).
 
 A trunk that goes away (removed, its tenant disabled, ``register`` off) is unregistered
 (Expires 0) if it was registered, and its lease released. A trunk whose settings or
@@ -377,7 +380,9 @@ class _Session:
             )
 
     async def _step(self, register: Register) -> Register | Wait:
-        """Send ``register``; what the machine says to the outcome."""
+        """Send ``register``; what the machine says to the outcome. A server that fails
+        it (a 503, no answer, no connection) gives way to the provider's next, with a
+        fresh REGISTER (RFC 3263 §4.3); the machine hears of a failure when none is left."""
         jitter = random.random()  # noqa: S311  (spreads retries; no secret)
         hop = next_hop(self.trunk.trunk)
         host = hop.host
@@ -390,19 +395,42 @@ class _Session:
         # list several in a weighted random order): refreshes go where the binding is
         if self.server not in found:
             self.server = found[0]
-        address, port = self.server
-        destination = Peer(hop.transport, address, port)
-        try:
-            event = await self.trunk.owner.exchange(self._request(register), destination)
-        except OSError as error:
-            reason = f"cannot connect to {host}:{port}: {error.strerror or error}"
-            return self.machine.unreachable(reason, jitter=jitter)
-        if isinstance(event, Response):
-            return self.machine.answer(event, cnonce=secrets.token_hex(8), jitter=jitter)
-        if isinstance(event, TimedOut):
+        untried = [server for server in found if server != self.server]
+        while True:
+            outcome = await self._send(register, hop, self.server)
+            failed = not isinstance(outcome, Response) or outcome.status == 503
+            if not (failed and untried) or self.machine.status.state is State.DISABLED:
+                break
+            log.info(
+                "trunk %s/%s: server %s:%d failed (%s), trying %s:%d",
+                *self.trunk.key,
+                *self.server,
+                "no answer" if isinstance(outcome, TimedOut) else _told(outcome),
+                *untried[0],
+            )
+            self.server = untried.pop(0)
+            register = self.machine.start()
+        if isinstance(outcome, Response):
+            return self.machine.answer(outcome, cnonce=secrets.token_hex(8), jitter=jitter)
+        if isinstance(outcome, TimedOut):
             return self.machine.timed_out(jitter=jitter)
-        reason = f"cannot send to {host}:{port} over {hop.transport}"
-        return self.machine.unreachable(reason, jitter=jitter)
+        return self.machine.unreachable(outcome, jitter=jitter)
+
+    async def _send(
+        self, register: Register, hop: Hop, server: tuple[str, int]
+    ) -> Response | TimedOut | str:
+        """``register`` sent to ``server``: its final response, a timeout, or why it could
+        not be sent."""
+        address, port = server
+        try:
+            event = await self.trunk.owner.exchange(
+                self._request(register), Peer(hop.transport, address, port)
+            )
+        except OSError as error:
+            return f"cannot connect to {hop.host}:{port}: {error.strerror or error}"
+        if isinstance(event, (Response, TimedOut)):
+            return event
+        return f"cannot send to {hop.host}:{port} over {hop.transport}"
 
     def _request(self, register: Register) -> Request:
         owner = self.trunk.owner
@@ -424,3 +452,7 @@ class _Session:
             return
         while isinstance(action, Register):
             action = await self._step(action)
+
+
+def _told(outcome: Response | str) -> str:
+    return f"{outcome.status} {outcome.reason}" if isinstance(outcome, Response) else outcome

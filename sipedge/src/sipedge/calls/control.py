@@ -44,6 +44,7 @@ from sipedge.calls.trunks import (
     from_uri,
     only_codecs,
     presented,
+    to_next_server,
     to_uri,
     trunk_invite,
     with_credentials,
@@ -92,6 +93,8 @@ class Attempts:
     sdp: bytes | None = None
     #: The trunk being tried and its no-answer timer.
     trunk: Trunk | None = None
+    #: The trunk's servers not tried yet (the next after a 503 or no answer, RFC 3263 §4.3).
+    servers: list[Peer] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     #: The final statuses of the trunks tried (for the caller when all fail).
     statuses: list[int] = field(default_factory=list)
@@ -350,12 +353,13 @@ class CallControl:
                 log.info("trunk %s: all channels busy", trunk.name, extra=_fields(setup))
                 attempts.statuses.append(503)
                 continue
-            destination = await self._trunk_peer(trunk)
-            if destination is None:
+            servers = await self._trunk_servers(trunk)
+            if not servers:
                 log.warning("trunk %s: its address does not resolve", trunk.name)
                 self._free_channel(setup, trunk.name)
                 attempts.statuses.append(503)
                 continue
+            destination, attempts.servers = servers[0], servers[1:]
             if _hung_up(setup):  # the caller CANCELled meanwhile
                 self._free_channel(setup, trunk.name)
                 return
@@ -393,12 +397,12 @@ class CallControl:
         )
 
     @staticmethod
-    async def _trunk_peer(trunk: Trunk) -> Peer | None:
-        """Where the trunk's requests go (its outbound proxy, or itself), located: the
-        first of its servers (by SRV when it is named without a port)."""
+    async def _trunk_servers(trunk: Trunk) -> list[Peer]:
+        """Where the trunk's requests go (its outbound proxy, or itself), located: its
+        servers in the order to try them (by SRV when it is named without a port)."""
         hop = next_hop(trunk)
         found = await locate(hop.host, hop.port, hop.transport, srv=hop.srv)
-        return Peer(hop.transport, *found[0]) if found else None
+        return [Peer(hop.transport, address, port) for address, port in found]
 
     def _trunk_final(self, setup: Setup, fork: Fork, response: Response | None) -> None:
         """A trunk's final non-2xx answer (None: no answer at all): its challenge answered,
@@ -428,6 +432,9 @@ class CallControl:
                 )
                 return
         self._stop_no_answer(attempts)
+        if (response is None or status == 503) and attempts.servers:
+            self._next_server(setup, fork, trunk, status)
+            return
         if fails_over(status, auth_refused=challenged):
             log.info("trunk %s failed with %d", trunk.name, status, extra=_fields(setup))
             self._free_channel(setup, trunk.name)
@@ -436,6 +443,28 @@ class CallControl:
             self._spawn(self._next_trunk(setup))
             return
         self._fail(setup, 480 if status in (408, 487) else status)
+
+    def _next_server(self, setup: Setup, fork: Fork, trunk: Trunk, status: int) -> None:
+        """The trunk's server failed the call (a 503, or no answer at all): the INVITE
+        goes to its next server, on the same channel (RFC 3263 §4.3)."""
+        attempts = setup.outbound
+        assert attempts is not None
+        failed, destination = fork.destination, attempts.servers.pop(0)
+        log.info(
+            "trunk %s: server %s:%d failed with %d, trying %s:%d",
+            trunk.name,
+            failed.host,
+            failed.port,
+            status,
+            destination.host,
+            destination.port,
+            extra=_fields(setup),
+        )
+        again = to_next_server(fork.invite, via=self.edge.via_for(destination.transport))
+        self._send_fork(setup, Fork(again, destination))
+        attempts.timer = asyncio.get_running_loop().call_later(
+            attempts.route.no_answer_s, self._no_answer, setup, setup.forks[-1]
+        )
 
     def _no_answer(self, setup: Setup, fork: Fork) -> None:
         """The trunk did not answer in time: CANCEL it and try the next."""

@@ -12,9 +12,11 @@ host (or through its outbound proxy, with a loose Route), From and P-Asserted-Id
 (RFC 3325) show the caller ID the trunk's policy says (the trunk's own number, the
 caller's, or a fixed one), and the offer keeps only the trunk's codecs. Its 401 or 407 is
 answered once with the trunk's credentials in a new INVITE of the same dialog with the
-next CSeq (RFC 3261 §22.2, §8.1.3.5: :func:`with_credentials`). A trunk that cannot take
-the call (408, any 5xx, our credentials refused, no answer in time) gives way to the
-next (:func:`fails_over`); any other final answer is the callee's and goes to the caller.
+next CSeq (RFC 3261 §22.2, §8.1.3.5: :func:`with_credentials`). A server of the trunk's
+provider that answers 503 or nothing gives way to its next server, if SRV lists more
+(RFC 3263 §4.3: :func:`to_next_server`). A trunk that cannot take the call (408, any
+5xx, our credentials refused, no answer in time) gives way to the next trunk
+(:func:`fails_over`); any other final answer is the callee's and goes to the caller.
 
 In from a trunk (:class:`TrunkSources`, :func:`inbound_call`): a request is a trunk's only
 when it comes from the trunk's address (host or outbound proxy; the port too over UDP,
@@ -229,6 +231,21 @@ def with_credentials(
         body=request.body,
     )
     answered = AUTHORIZATION if header == WWW_AUTHENTICATE else PROXY_AUTHORIZATION
+    return _again(request, via, (answered, credentials.to_header_value()))
+
+
+def to_next_server(request: Request, *, via: str) -> Request:
+    """``request`` again for the next of the provider's servers, after the one it went to
+    failed (RFC 3263 §4.3: a 503, or no answer at all): same dialog, a new branch
+    (``via``) and the next CSeq, without the credentials the failed server's challenge
+    asked for (the next server challenges afresh)."""
+    return _again(request, via, None)
+
+
+def _again(request: Request, via: str, credentials: tuple[str, str] | None) -> Request:
+    """``request`` as a new transaction of its dialog: ``via``, the next CSeq and, in place
+    of any it had, ``credentials`` (a header name and value)."""
+    method = request.method
     fields: list[tuple[str, str]] = []
     for name, value in request.headers:
         key = name.lower()
@@ -239,7 +256,8 @@ def with_credentials(
         elif key in (AUTHORIZATION.lower(), PROXY_AUTHORIZATION.lower()):
             continue
         fields.append((name, value))
-    fields.append((answered, credentials.to_header_value()))
+    if credentials is not None:
+        fields.append(credentials)
     again = Request(method, request.uri_text, fields)
     again.body = request.body
     return again
