@@ -53,6 +53,8 @@ from sipbench import (
     write_users_csv,
 )
 
+from .conftest import free_port
+
 PROVIDER_DIR = Path(__file__).resolve().parent / "provider"
 PROVIDER_CFG = PROVIDER_DIR / "provider.cfg"
 HOST = "127.0.0.1"
@@ -93,6 +95,8 @@ class Outcome:
     cseq: int
     #: ``ip:port`` the request came from (``None`` for INVITE-REPLY).
     source: str | None = None
+    #: The transport it came over, ``udp`` or ``tcp`` (``None`` for INVITE-REPLY).
+    transport: str | None = None
     #: The digest username in the request's credentials (``None``: it had none).
     user: str | None = None
     #: REGISTER: the expiry asked for (Contact ``expires=`` or Expires; ``None``: neither).
@@ -121,6 +125,7 @@ def parse_outcome(line: str) -> Outcome | None:
         call_id=fields["callid"],
         cseq=int(fields["cseq"]),
         source=source[1] if source else None,
+        transport=fields.get("proto"),
         user=None if user in (None, "-", "<null>") else user,
         expires_s=_optional_int(fields.get("expires")),
         ruri=fields.get("ruri"),
@@ -180,7 +185,8 @@ class Provider:
     make a customer's refreshes countable in a test). ``challenge_in_dialog``: the
     customer's BYEs and re-INVITEs are challenged (407) too, as some carriers do.
     ``out_of_service``: the customer's REGISTERs and INVITEs get 503 unchallenged (one
-    server of a provider's pool in maintenance).
+    server of a provider's pool in maintenance). ``tcp``: it listens on TCP too, at the
+    same port (TCP trunks; the PSTN stays on UDP).
     """
 
     def __init__(
@@ -196,6 +202,7 @@ class Provider:
         did_in_request_uri: bool = False,
         challenge_in_dialog: bool = False,
         out_of_service: bool = False,
+        tcp: bool = False,
         algorithm: str = "MD5",
         min_expires_s: int = 60,
         max_expires_s: int = 3600,
@@ -205,14 +212,14 @@ class Provider:
             raise ValueError(f"unknown digest algorithm {algorithm!r}")
         self.username, self.password, self.realm = username, password, realm
         self.host = HOST
-        self.port = port or free_udp_port(HOST)
+        self.port = port or (free_port() if tcp else free_udp_port(HOST))
         self.pstn_uas_port = pstn_uas_port or free_udp_port(HOST)
         self.pstn_uac_port = pstn_uac_port or free_udp_port(HOST)
         if len({self.port, self.pstn_uas_port, self.pstn_uac_port}) != 3:
             raise ValueError("the provider and the two PSTN ports must differ")
         self.fail_invites, self.did_in_request_uri = fail_invites, did_in_request_uri
         self.challenge_in_dialog = challenge_in_dialog
-        self.out_of_service = out_of_service
+        self.out_of_service, self.tcp = out_of_service, tcp
         self.algorithm, self.min_expires_s = algorithm, min_expires_s
         self.max_expires_s = max_expires_s
         self.run_dir = workdir / f"provider-{self.port}"
@@ -223,7 +230,9 @@ class Provider:
         if len(str(self.ctl_socket)) > _UNIX_PATH_MAX:
             self._socket_dir = Path(tempfile.mkdtemp(prefix="provider-"))
             self.ctl_socket = self._socket_dir / "ctl"
-        self.command = provider_command(self.port, self.run_dir, self._defines(), self._flags())
+        self.command = provider_command(
+            self.port, self.run_dir, self._defines(), self._flags(), tcp=tcp
+        )
         self.server = SipServer(
             f"provider {realm}", self.command, HOST, self.port, log=self.log, cwd=self.run_dir
         )
@@ -250,6 +259,7 @@ class Provider:
             ("DID_IN_RURI", self.did_in_request_uri),
             ("CHALLENGE_IN_DIALOG", self.challenge_in_dialog),
             ("OUT_OF_SERVICE", self.out_of_service),
+            ("WITH_TCP", self.tcp),
         )
         return [name for name, on in modes if on]
 
@@ -319,10 +329,13 @@ class Provider:
 
 
 def provider_command(
-    port: int, run_dir: Path, defines: Mapping[str, str], flags: list[str]
+    port: int, run_dir: Path, defines: Mapping[str, str], flags: list[str], *, tcp: bool = False
 ) -> list[str]:
-    """``kamailio`` in the foreground with provider.cfg, ``-A NAME=value`` per define."""
+    """``kamailio`` in the foreground with provider.cfg, ``-A NAME=value`` per define;
+    ``tcp``: listening on TCP at ``port`` too."""
     command = ["kamailio", "-DD", "-E", "-f", str(PROVIDER_CFG), "-l", f"udp:{HOST}:{port}"]
+    if tcp:
+        command += ["-l", f"tcp:{HOST}:{port}"]
     command += ["-m", "32", "-M", "8", "-Y", str(run_dir)]
     for name, value in defines.items():
         command += ["-A", f"{name}={value}"]

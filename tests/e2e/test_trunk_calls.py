@@ -31,7 +31,7 @@ import pytest
 
 from .conftest import PASSWORDS, EdgeFactory, EdgeProc, write_tenant
 from .dns_zone import DnsZone
-from .provider import Provider, provider_scenario, pstn_call, pstn_uas, traced_messages
+from .provider import Binding, Provider, provider_scenario, pstn_call, pstn_uas, traced_messages
 from .test_prepaid_calls import cdrs_and_balance, top_up
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -72,6 +72,7 @@ def trunk_manifest(
     did: str = "",
     codecs: str = "",
     srv_host: str = "",
+    transport: str = "udp",
 ) -> str:
     """``srv_host``: the trunk names that host, without a port (located by SRV)."""
     policy = caller_id or "{policy: trunk}"
@@ -87,6 +88,7 @@ def trunk_manifest(
           tenant: {tenant}
           host: {host}
           {port}
+          transport: {transport}
           username: {provider.username}
           password: {{file: {name}.password}}
           register: {registers}
@@ -130,6 +132,7 @@ def start_with_trunks(
     no_answer_s: int = 30,
     codecs: str = "",
     srv_host: str = "",
+    transport: str = "udp",
 ) -> EdgeProc:
     tenant = f"tr{secrets.token_hex(3)}"
 
@@ -149,6 +152,7 @@ def start_with_trunks(
                 did=DID if index == 0 else "",
                 codecs=codecs,
                 srv_host=srv_host,
+                transport=transport,
             )
             for index, (name, provider) in enumerate(providers.items())
         ]
@@ -364,10 +368,7 @@ def test_a_server_of_the_provider_out_of_service_gives_way_to_its_next(
                 register=True,
                 extra_args=("--dns-server", zone.server),
             )
-            deadline = time.monotonic() + 10
-            while not provider.registered_contacts() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert len(provider.registered_contacts()) == 1
+            registered(provider)
             call_out_answered(edge, provider, tmp_path)
         assert [(r.status, r.user) for r in down.registers()] == [(503, None)]
         assert [(i.status, i.user) for i in down.invites()] == [(503, None)]
@@ -585,11 +586,54 @@ def test_an_inbound_call_to_a_did_rings_its_extension(
     phone), which answers.
     An unknown DID gets 404 and reaches nobody."""
     edge = start_with_trunks(edge_factory, {"carrier-a": provider}, register=True)
+    binding = registered(provider)
+    assert f"trunk-carrier-a.{edge.tenant}@" in binding.contact
+    did_rings_2002(edge, provider, tmp_path)
+    unknown = pstn_call(provider, "49305559999", tmp_path, answered=False, name="unknown")
+    assert unknown.status == 404
+
+
+def test_a_tcp_trunk_registers_calls_out_and_takes_calls_over_tcp(
+    edge_factory: EdgeFactory, tmp_path: Path
+) -> None:
+    """A trunk with ``transport: tcp``: its REGISTERs and the call out reach the provider
+    over TCP (one connection the edge opened), its Contact says transport=tcp, and the
+    provider's INVITE for the DID comes to it over TCP and rings the extension. The PSTN
+    behind the provider stays on UDP."""
+    with Provider(tmp_path / "tcp", tcp=True) as provider:
+        edge = start_with_trunks(
+            edge_factory, {"carrier-a": provider}, register=True, transport="tcp"
+        )
+        binding = registered(provider)
+        assert "transport=tcp" in binding.contact
+        call_out_answered(edge, provider, tmp_path)
+        did_rings_2002(edge, provider, tmp_path)
+    assert [(r.status, r.transport) for r in provider.registers()] == [
+        (401, "tcp"),
+        (200, "tcp"),
+    ]
+    from_edge = [
+        i for i in provider.invites() if i.source != f"{provider.host}:{provider.pstn_uac_port}"
+    ]
+    assert [(i.status, i.transport) for i in from_edge] == [(407, "tcp"), (None, "tcp")]
+    assert len({i.source for i in from_edge} | {r.source for r in provider.registers()}) == 1
+    (inbound,) = [i for i in provider.invites() if i not in from_edge]
+    assert inbound.ruri is not None
+    assert inbound.ruri.endswith(f"@127.0.0.1:{edge.port};transport=tcp")  # sent over TCP
+
+
+def registered(provider: Provider) -> Binding:
+    """The trunk's one binding at ``provider``, once the edge registered it."""
     deadline = time.monotonic() + 10
     while not provider.registered_contacts() and time.monotonic() < deadline:
         time.sleep(0.2)
     (binding,) = provider.registered_contacts()
-    assert f"trunk-carrier-a.{edge.tenant}@" in binding.contact
+    return binding
+
+
+def did_rings_2002(edge: EdgeProc, provider: Provider, tmp_path: Path) -> None:
+    """The PSTN calls the trunk's DID; a SIPp phone registered as extension 2002 answers,
+    having been sent the dial plan's extension and the PSTN caller's number."""
     extension = User("2002", "pw-2002-test", edge.domain)
     port = free_udp_port()
     registered = run_sipp(
@@ -619,8 +663,6 @@ def test_an_inbound_call_to_a_did_rings_its_extension(
     seen = traced_messages(rang)
     assert "INVITE sip:2002@" in seen  # the DID's extension, by the dial plan
     assert "From: <sip:4930123456@" in seen  # the PSTN caller's number
-    unknown = pstn_call(provider, "49305559999", tmp_path, answered=False, name="unknown")
-    assert unknown.status == 404
 
 
 def _ringing_only(workdir: Path) -> Path:
