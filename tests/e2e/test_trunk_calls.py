@@ -73,6 +73,7 @@ def trunk_manifest(
     codecs: str = "",
     srv_host: str = "",
     transport: str = "udp",
+    outbound_proxy: str = "",
 ) -> str:
     """``srv_host``: the trunk names that host, without a port (located by SRV)."""
     policy = caller_id or "{policy: trunk}"
@@ -89,6 +90,7 @@ def trunk_manifest(
           host: {host}
           {port}
           transport: {transport}
+          {f"outboundProxy: {outbound_proxy}" if outbound_proxy else ""}
           username: {provider.username}
           password: {{file: {name}.password}}
           register: {registers}
@@ -133,6 +135,7 @@ def start_with_trunks(
     codecs: str = "",
     srv_host: str = "",
     transport: str = "udp",
+    outbound_proxy: str = "",
 ) -> EdgeProc:
     tenant = f"tr{secrets.token_hex(3)}"
 
@@ -153,6 +156,7 @@ def start_with_trunks(
                 codecs=codecs,
                 srv_host=srv_host,
                 transport=transport,
+                outbound_proxy=outbound_proxy,
             )
             for index, (name, provider) in enumerate(providers.items())
         ]
@@ -620,6 +624,31 @@ def test_a_tcp_trunk_registers_calls_out_and_takes_calls_over_tcp(
     (inbound,) = [i for i in provider.invites() if i not in from_edge]
     assert inbound.ruri is not None
     assert inbound.ruri.endswith(f"@127.0.0.1:{edge.port};transport=tcp")  # sent over TCP
+
+
+def test_a_trunk_through_its_outbound_proxy(edge_factory: EdgeFactory, tmp_path: Path) -> None:
+    """The trunk names its provider's domain (provider.test, which has no address: the
+    DNS server answers NXDOMAIN) and an outbound proxy at the provider's address. Every
+    request goes to the proxy with the domain in its Request-URI and a loose Route to the
+    proxy; the provider's INVITE for the DID comes from the proxy's address and is the
+    trunk's."""
+    with Provider(tmp_path / "proxied") as provider, DnsZone({}) as zone:
+        edge = start_with_trunks(
+            edge_factory,
+            {"carrier-a": provider},
+            srv_host=provider.realm,
+            outbound_proxy=f"sip:{provider.address}",
+            register=True,
+            extra_args=("--dns-server", zone.server),
+        )
+        registered(provider)
+        call_out_answered(edge, provider, tmp_path)
+        did_rings_2002(edge, provider, tmp_path)
+    assert [r.status for r in provider.registers()] == [401, 200]
+    pstn = f"{provider.host}:{provider.pstn_uac_port}"
+    from_edge = [i for i in provider.invites() if i.source != pstn]
+    assert [i.status for i in from_edge] == [407, None]
+    assert from_edge[0].ruri == f"sip:49301234567@{provider.realm}"
 
 
 def registered(provider: Provider) -> Binding:
