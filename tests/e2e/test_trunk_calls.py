@@ -19,8 +19,10 @@ Needs the Debian packages kamailio and sip-tester; skipped without them.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
+import socket
 import sys
 import textwrap
 import time
@@ -377,6 +379,45 @@ def test_a_server_of_the_provider_out_of_service_gives_way_to_its_next(
         assert [(r.status, r.user) for r in down.registers()] == [(503, None)]
         assert [(i.status, i.user) for i in down.invites()] == [(503, None)]
     assert [r.status for r in provider.registers()] == [401, 200]
+    assert [i.status for i in provider.invites() if i.method == "INVITE"] == [407, None]
+
+
+def test_a_silent_server_of_the_provider_gives_way_to_its_next(
+    edge_factory: EdgeFactory, provider: Provider, tmp_path: Path
+) -> None:
+    """The first server carrier.test's SRV records list takes datagrams and says nothing
+    (a dead host would not even do that): after 4 s without a 100 Trying the INVITE goes
+    to the next server, which completes the call, rather than waiting out Timer B (32 s)
+    or the route's no-answer time and failing the trunk."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.settimeout(0.1)
+        silent_port = silent.getsockname()[1]
+        records = {
+            ("_sip._udp.carrier.test", "SRV"): [
+                f"10 0 {silent_port} sip1.carrier.test.",
+                f"20 0 {provider.port} sip2.carrier.test.",
+            ],
+            ("sip1.carrier.test", "A"): ["127.0.0.1"],
+            ("sip2.carrier.test", "A"): [provider.host],
+        }
+        with DnsZone(records) as zone:
+            edge = start_with_trunks(
+                edge_factory,
+                {"carrier-a": provider},
+                srv_host="carrier.test",
+                extra_args=("--dns-server", zone.server),
+            )
+            started = time.monotonic()
+            call_out_answered(edge, provider, tmp_path)
+            waited_s = time.monotonic() - started
+        heard = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                heard.append(silent.recv(65535))
+    print(f"answered by the second server after {waited_s:.2f} s")  # noqa: T201 (pytest -s)
+    assert heard
+    assert all(datagram.startswith(b"INVITE sip:49301234567@carrier.test") for datagram in heard)
     assert [i.status for i in provider.invites() if i.method == "INVITE"] == [407, None]
 
 

@@ -69,6 +69,10 @@ _OFFERS = ("INVITE", "UPDATE")
 _FAILURE_PREFERENCE = (486, 600, 603, 404, 604, 488, 606, 415, 480, 408, 503, 500)
 #: A trunk channel held by a call being set up lapses this long after its ring time.
 _CHANNEL_GRACE_S = 30
+#: A provider's server that has not even said 100 Trying this long after our INVITE is
+#: taken for down when the trunk has another (Timer B would wait 32 s, RFC 3263 §4.3;
+#: proxies commonly give a server a few seconds, as Kamailio's fr_timer does).
+SERVER_SILENT_S = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,10 +386,7 @@ class CallControl:
                 invite.body = attempts.sdp
             log.info("calling out via trunk %s", trunk.name, extra=_fields(setup))
             attempts.trunk = trunk
-            self._send_fork(setup, Fork(invite, destination))
-            loop = asyncio.get_running_loop()
-            no_answer_s = attempts.route.no_answer_s
-            attempts.timer = loop.call_later(no_answer_s, self._no_answer, setup, setup.forks[-1])
+            self._to_server(setup, Fork(invite, destination))
             return
         if not setup.finished:
             self._fail(setup, _preferred_failure(attempts.statuses))
@@ -433,7 +434,7 @@ class CallControl:
                 return
         self._stop_no_answer(attempts)
         if (response is None or status == 503) and attempts.servers:
-            self._next_server(setup, fork, trunk, status)
+            self._next_server(setup, fork, trunk, f"failed with {status}")
             return
         if fails_over(status, auth_refused=challenged):
             log.info("trunk %s failed with %d", trunk.name, status, extra=_fields(setup))
@@ -444,27 +445,50 @@ class CallControl:
             return
         self._fail(setup, 480 if status in (408, 487) else status)
 
-    def _next_server(self, setup: Setup, fork: Fork, trunk: Trunk, status: int) -> None:
-        """The trunk's server failed the call (a 503, or no answer at all): the INVITE
-        goes to its next server, on the same channel (RFC 3263 §4.3)."""
+    def _to_server(self, setup: Setup, fork: Fork) -> None:
+        """Send a trunk's INVITE to one of its servers, timed: the route's no-answer time,
+        and, while the trunk has other servers, :data:`SERVER_SILENT_S` to say anything."""
+        attempts = setup.outbound
+        assert attempts is not None
+        self._send_fork(setup, fork)
+        loop = asyncio.get_running_loop()
+        attempts.timer = loop.call_later(attempts.route.no_answer_s, self._no_answer, setup, fork)
+        if attempts.servers:
+            loop.call_later(SERVER_SILENT_S, self._silent, setup, fork)
+
+    def _next_server(self, setup: Setup, fork: Fork, trunk: Trunk, failure: str) -> None:
+        """The trunk's server failed the call (a 503, no answer at all, silence): the
+        INVITE goes to its next server, on the same channel (RFC 3263 §4.3)."""
         attempts = setup.outbound
         assert attempts is not None
         failed, destination = fork.destination, attempts.servers.pop(0)
         log.info(
-            "trunk %s: server %s:%d failed with %d, trying %s:%d",
+            "trunk %s: server %s:%d %s, trying %s:%d",
             trunk.name,
             failed.host,
             failed.port,
-            status,
+            failure,
             destination.host,
             destination.port,
             extra=_fields(setup),
         )
         again = to_next_server(fork.invite, via=self.edge.via_for(destination.transport))
-        self._send_fork(setup, Fork(again, destination))
-        attempts.timer = asyncio.get_running_loop().call_later(
-            attempts.route.no_answer_s, self._no_answer, setup, setup.forks[-1]
-        )
+        self._to_server(setup, Fork(again, destination))
+
+    def _silent(self, setup: Setup, fork: Fork) -> None:
+        """The trunk's server said nothing to the INVITE in :data:`SERVER_SILENT_S`: it is
+        given up (CANCELled should it speak after all, §9.1) for the trunk's next."""
+        attempts = setup.outbound
+        assert attempts is not None
+        trunk = attempts.trunk
+        if setup.finished or fork.provisional or fork.final is not None or fork.abandoned:
+            return
+        if trunk is None or not attempts.servers:
+            return
+        fork.abandoned = True
+        self._cancel(fork)
+        self._stop_no_answer(attempts)
+        self._next_server(setup, fork, trunk, f"said nothing in {SERVER_SILENT_S:g} s")
 
     def _no_answer(self, setup: Setup, fork: Fork) -> None:
         """The trunk did not answer in time: CANCEL it and try the next."""
