@@ -327,6 +327,31 @@ def call_out_answered(edge: EdgeProc, pstn: Provider, tmp_path: Path) -> None:
         caller.close()
 
 
+def carrier_records(*ports: int) -> dict[tuple[str, str], list[str]]:
+    """carrier.test's SRV records: a server on 127.0.0.1 per port, in priority order."""
+    servers = [(f"sip{n}.carrier.test", port) for n, port in enumerate(ports, 1)]
+    records = {
+        ("_sip._udp.carrier.test", "SRV"): [
+            f"{10 * n} 0 {port} {name}." for n, (name, port) in enumerate(servers, 1)
+        ]
+    }
+    records.update({(name, "A"): ["127.0.0.1"] for name, _ in servers})
+    return records
+
+
+def start_at_carrier(
+    edge_factory: EdgeFactory, provider: Provider, zone: DnsZone, *, register: bool = False
+) -> EdgeProc:
+    """An edge whose trunk names carrier.test without a port, asking ``zone`` for it."""
+    return start_with_trunks(
+        edge_factory,
+        {"carrier-a": provider},
+        srv_host="carrier.test",
+        register=register,
+        extra_args=("--dns-server", zone.server),
+    )
+
+
 def test_a_provider_named_without_a_port_is_found_by_its_srv_records(
     edge_factory: EdgeFactory, provider: Provider, tmp_path: Path
 ) -> None:
@@ -334,17 +359,8 @@ def test_a_provider_named_without_a_port_is_found_by_its_srv_records(
     server (--dns-server) for _sip._udp.carrier.test, which points at the provider's
     port, and the call goes out there; the provider's INVITE back to a DID is recognised
     as the trunk's at that address."""
-    records = {
-        ("_sip._udp.carrier.test", "SRV"): [f"10 0 {provider.port} sip1.carrier.test."],
-        ("sip1.carrier.test", "A"): [provider.host],
-    }
-    with DnsZone(records) as zone:
-        edge = start_with_trunks(
-            edge_factory,
-            {"carrier-a": provider},
-            srv_host="carrier.test",
-            extra_args=("--dns-server", zone.server),
-        )
+    with DnsZone(carrier_records(provider.port)) as zone:
+        edge = start_at_carrier(edge_factory, provider, zone)
         call_out_answered(edge, provider, tmp_path)
         assert ("_sip._udp.carrier.test.", "SRV") in zone.queries
     assert [i.status for i in provider.invites() if i.method == "INVITE"] == [407, None]
@@ -358,22 +374,8 @@ def test_a_server_of_the_provider_out_of_service_gives_way_to_its_next(
     trunk registers with the second, and a call out goes there after the first's 503,
     with the same trunk: no second trunk is needed for a provider's own failover."""
     with Provider(tmp_path / "down", out_of_service=True) as down:
-        records = {
-            ("_sip._udp.carrier.test", "SRV"): [
-                f"10 0 {down.port} sip1.carrier.test.",
-                f"20 0 {provider.port} sip2.carrier.test.",
-            ],
-            ("sip1.carrier.test", "A"): [down.host],
-            ("sip2.carrier.test", "A"): [provider.host],
-        }
-        with DnsZone(records) as zone:
-            edge = start_with_trunks(
-                edge_factory,
-                {"carrier-a": provider},
-                srv_host="carrier.test",
-                register=True,
-                extra_args=("--dns-server", zone.server),
-            )
+        with DnsZone(carrier_records(down.port, provider.port)) as zone:
+            edge = start_at_carrier(edge_factory, provider, zone, register=True)
             registered(provider)
             call_out_answered(edge, provider, tmp_path)
         assert [(r.status, r.user) for r in down.registers()] == [(503, None)]
@@ -393,21 +395,8 @@ def test_a_silent_server_of_the_provider_gives_way_to_its_next(
         silent.bind(("127.0.0.1", 0))
         silent.settimeout(0.1)
         silent_port = silent.getsockname()[1]
-        records = {
-            ("_sip._udp.carrier.test", "SRV"): [
-                f"10 0 {silent_port} sip1.carrier.test.",
-                f"20 0 {provider.port} sip2.carrier.test.",
-            ],
-            ("sip1.carrier.test", "A"): ["127.0.0.1"],
-            ("sip2.carrier.test", "A"): [provider.host],
-        }
-        with DnsZone(records) as zone:
-            edge = start_with_trunks(
-                edge_factory,
-                {"carrier-a": provider},
-                srv_host="carrier.test",
-                extra_args=("--dns-server", zone.server),
-            )
+        with DnsZone(carrier_records(silent_port, provider.port)) as zone:
+            edge = start_at_carrier(edge_factory, provider, zone)
             started = time.monotonic()
             call_out_answered(edge, provider, tmp_path)
             waited_s = time.monotonic() - started
