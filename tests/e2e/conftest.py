@@ -17,11 +17,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 REDIS_URL = os.environ.get("CLOUDPBX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PASSWORDS = {"2001": "pw-2001-test", "2002": "pw-2002-test", "2003": "pw-2003-test"}
@@ -81,6 +83,18 @@ class EdgeProc:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def samples(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """The labels and value of each ``name`` sample on the edge's /metrics now."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url) as page:
+            text = page.read().decode()
+        return [
+            (dict(sample.labels), sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+        ]
 
 
 def start_edge(

@@ -378,6 +378,11 @@ def test_a_server_of_the_provider_out_of_service_gives_way_to_its_next(
             edge = start_at_carrier(edge_factory, provider, zone, register=True)
             registered(provider)
             call_out_answered(edge, provider, tmp_path)
+        failovers = {
+            (labels["server"], labels["method"]): value
+            for labels, value in edge.samples("sip_trunk_server_failovers_total")
+        }
+        assert failovers == {(down.address, "REGISTER"): 1.0, (down.address, "INVITE"): 1.0}
         assert [(r.status, r.user) for r in down.registers()] == [(503, None)]
         assert [(i.status, i.user) for i in down.invites()] == [(503, None)]
     assert [r.status for r in provider.registers()] == [401, 200]

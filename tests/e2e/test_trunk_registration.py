@@ -22,13 +22,11 @@ import secrets
 import shutil
 import signal
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.keys import trunk_status_key
 from contracts.trunk_status import TrunkStatus
@@ -109,13 +107,10 @@ def published(tenant: str) -> TrunkStatus | None:
 
 def samples(edge: EdgeProc, name: str) -> dict[str, float]:
     """The edge's ``name`` samples for its trunk, by ``state`` label (or "")."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{edge.metrics_port}/metrics") as page:
-        text = page.read().decode()
     return {
-        sample.labels.get("state", ""): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and sample.labels.get("trunk") == TRUNK
+        labels.get("state", ""): value
+        for labels, value in edge.samples(name)
+        if labels.get("trunk") == TRUNK
     }
 
 

@@ -389,6 +389,12 @@ async def test_a_failing_server_gives_way_to_the_providers_next(world: World, fa
     assert sent_to(fake) == [(1, first, False), (2, second, False), (3, second, True)]
     standing = driver.statuses()[TENANT, "carrier-a"].status
     assert standing == Status(State.REGISTERED, 200, "OK")
+    labels = {"tenant": TENANT, "trunk": "carrier-a", "server": f"{first}:5070"}
+    metrics = world.edges[0][2]
+    failovers = metrics.registry.get_sample_value(
+        "sip_trunk_server_failovers_total", {**labels, "method": "REGISTER"}
+    )
+    assert failovers == 1.0
     await world.time.advance(540)
     assert sent_to(fake)[3:] == [(4, second, False), (5, second, True)]
 

@@ -1,5 +1,5 @@
 """Prometheus metrics of the edge: registrations, calls, SIP traffic, auth, transactions,
-and the registrations of the trunks this process holds.
+the registrations of the trunks this process holds, and the provider servers that failed.
 
 One :class:`Metrics` object per process owns its own registry (no module globals, so
 tests can build as many as they like). Traffic counters are labelled by method and
@@ -80,6 +80,21 @@ class Metrics:
             ["tenant", "trunk"],
             registry=r,
         )
+
+        self.trunk_failovers = Counter(
+            "sip_trunk_server_failovers",
+            "Requests a provider's server failed (a 503, no answer, no connection) and that "
+            "went on to its next server (RFC 3263 §4.3), by the server that failed",
+            ["tenant", "trunk", "server", "method"],
+            registry=r,
+        )
+
+    def trunk_server_failed(
+        self, tenant: str, trunk: str, server: tuple[str, int], method: str
+    ) -> None:
+        """``server`` (address, port) of ``trunk`` failed ``method``; the next one is tried."""
+        host, port = server
+        self.trunk_failovers.labels(tenant, trunk, f"{host}:{port}", method).inc()
 
     def trunk_state(self, tenant: str, trunk: str, state: str | None) -> None:
         """The trunk's registration is in ``state``; None: this process no longer holds

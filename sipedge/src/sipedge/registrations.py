@@ -408,6 +408,7 @@ class _Session:
                 "no answer" if isinstance(outcome, TimedOut) else _told(outcome),
                 *untried[0],
             )
+            self.trunk.owner.metrics.trunk_server_failed(*self.trunk.key, self.server, "REGISTER")
             self.server = untried.pop(0)
             register = self.machine.start()
         if isinstance(outcome, Response):

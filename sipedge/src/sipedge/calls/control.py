@@ -472,6 +472,8 @@ class CallControl:
             destination.port,
             extra=_fields(setup),
         )
+        server = (failed.host, failed.port)
+        self.edge.metrics.trunk_server_failed(setup.tenant.name, trunk.name, server, "INVITE")
         again = to_next_server(fork.invite, via=self.edge.via_for(destination.transport))
         self._to_server(setup, Fork(again, destination))
 
