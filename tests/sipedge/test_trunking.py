@@ -22,6 +22,7 @@ from sipedge.trunking import (
     Status,
     Wait,
     contact_user,
+    server_failed,
     trunk_of_contact_user,
 )
 
@@ -240,3 +241,12 @@ def test_contact_user_names_tenant_and_trunk(tenant: str, trunk: str) -> None:
 @pytest.mark.parametrize("user", ["2001", "trunk-", "trunk-a", "trunk-.t", "trunk-a.", "Trunk-a.t"])
 def test_other_users_are_no_trunk_contact(user: str) -> None:
     assert trunk_of_contact_user(user) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "failed"), [(None, True), (503, True), (500, False), (408, False), (404, False)]
+)
+def test_a_server_fails_a_request_by_503_or_silence_only(status: int | None, failed: bool) -> None:
+    """RFC 3263 §4.3: a 503 or no answer sends the request to the provider's next server;
+    a 500 or a 408 is the provider's answer, a 404 the callee's."""
+    assert server_failed(status) is failed

@@ -67,6 +67,7 @@ from sipedge.trunking import (
     contact_user,
     next_hop,
     register_request,
+    server_failed,
     wanted_trunks,
 )
 
@@ -398,7 +399,7 @@ class _Session:
         untried = [server for server in found if server != self.server]
         while True:
             outcome = await self._send(register, hop, self.server)
-            failed = not isinstance(outcome, Response) or outcome.status == 503
+            failed = server_failed(outcome.status if isinstance(outcome, Response) else None)
             if not (failed and untried) or self.machine.status.state is State.DISABLED:
                 break
             log.info(

@@ -346,6 +346,13 @@ def wanted_trunks(tenants: Iterable[TenantSnapshot]) -> Mapping[tuple[str, str],
     }
 
 
+def server_failed(status: int | None) -> bool:
+    """Whether a provider's server failed a request, so that its next server (by SRV) is
+    tried (RFC 3263 §4.3): it answered 503, or ``None``: nothing at all (a timeout, or
+    the request could not be sent). Any other answer is the provider's."""
+    return status is None or status == 503
+
+
 def chosen_challenge(response: Response) -> tuple[Challenge | None, str]:
     """The challenge of a 401 or 407 we answer (the strongest), and its header's name."""
     header = WWW_AUTHENTICATE if response.status == 401 else PROXY_AUTHENTICATE

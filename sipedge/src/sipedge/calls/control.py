@@ -59,7 +59,7 @@ from sipedge.sip.message import Request, Response, make_response
 from sipedge.sip.transaction import CancelReceived, ClientKey, Peer, TimedOut, TransactionKey
 from sipedge.sip.uri import SipUri
 from sipedge.tenants import TenantDirectory
-from sipedge.trunking import next_hop
+from sipedge.trunking import next_hop, server_failed
 
 log = logging.getLogger("sipedge.calls")
 
@@ -433,7 +433,7 @@ class CallControl:
                 )
                 return
         self._stop_no_answer(attempts)
-        if (response is None or status == 503) and attempts.servers:
+        if server_failed(None if response is None else status) and attempts.servers:
             self._next_server(setup, fork, trunk, f"failed with {status}")
             return
         if fails_over(status, auth_refused=challenged):
